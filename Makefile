@@ -1,0 +1,60 @@
+# kubetune developer entry points. Every target installs what it needs itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: dev test test-unit test-integration test-e2e lint crds binaries cluster-up cluster-down clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip uv
+	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev,trainer]'
+	touch $(STAMP)
+
+# Python environment only.
+venv: $(STAMP)
+
+# The control plane's binaries, built from the Go module proxy and cached outside the checkout.
+binaries:
+	bash hack/build-control-plane.sh
+
+# System packages the local control plane needs (Prometheus from Debian).
+system-deps:
+	bash hack/install-system-deps.sh
+
+# Run the example experiment end to end on a local control plane (no Docker needed).
+dev: $(STAMP) system-deps binaries
+	$(VENV)/bin/kubetune dev examples/mnist-asha.yaml
+
+# The whole test suite: unit, integration and e2e tiers.
+test: $(STAMP) system-deps binaries
+	$(PY) -m pytest tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -m unit tests/unit
+
+test-integration: $(STAMP) system-deps binaries
+	$(PY) -m pytest -m integration tests
+
+test-e2e: $(STAMP) system-deps binaries
+	$(PY) -m pytest -m e2e tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check operator tests benchmarks trainer_image
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+crds: $(STAMP)
+	$(PY) -m kubetune.api.crdgen crds
+	cp crds/*.yaml charts/kubetune/crds/
+
+cluster-up: $(STAMP) system-deps binaries
+	$(VENV)/bin/kubetune cluster up
+
+cluster-down: $(STAMP)
+	$(VENV)/bin/kubetune cluster down
+
+clean:
+	rm -rf $(VENV) build *.egg-info
