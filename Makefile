@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 # The control plane's binaries, built from the Go module proxy and cached outside the checkout.
 binaries:
-	bash hack/build-control-plane.sh
+	bash operator/kubetune/localcluster/build-binaries.sh
 
 # System packages the local control plane needs (Prometheus from Debian).
 system-deps:

@@ -25,7 +25,7 @@ if [ -n "${KUBETUNE_BIN_DIR:-}" ]; then
   echo "KUBETUNE_BIN_DIR=$KUBETUNE_BIN_DIR lacks one of: ${WANT[*]}" >&2; exit 1
 fi
 
-log() { echo "[build-control-plane] $*" >&2; }
+log() { echo "[kubetune build] $*" >&2; }
 start=$(date +%s)
 export GOFLAGS=-modcacherw CGO_ENABLED=0 GOTOOLCHAIN=local
 # A git fallback cannot work offline; only the proxy can.

@@ -1,0 +1,406 @@
+"""The local runner: plays the kubelet for pods bound to the KWOK fake nodes.
+
+A bound pod's first container runs as a local process in this Python
+environment (the image is ignored): command/args with `$(VAR)` expansion, the
+pod's env, its own process group. The runner moves the pod through Running to
+Succeeded/Failed with the exit code and the termination message, kills the
+process group on deletion honouring the grace period (SIGTERM, then SIGKILL),
+completes the deletion, and registers the pod's metrics port with Prometheus
+through file-based service discovery, with the pod's namespace and labels as
+target labels (so a trial cannot speak for another).
+
+Pods share the host network here, so each pod's container port named
+`metrics` is given a free local port, passed in KUBETUNE_METRICS_PORT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger("kubetune.runner")
+
+MESSAGE_LIMIT = 4096
+_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
+_LABEL = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' `$(VAR)` expansion: defined names are replaced, `$$` escapes."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1)
+        return env.get(name, m.group(0))
+
+    return _VAR.sub(sub, text)
+
+
+def target_labels(pod: dict[str, Any]) -> dict[str, str]:
+    meta = pod["metadata"]
+    labels = {"namespace": meta["namespace"], "pod": meta["name"]}
+    for key, value in (meta.get("labels") or {}).items():
+        labels[_LABEL.sub("_", key)] = value
+    own = meta.get("labels") or {}
+    for short in ("experiment", "trial"):
+        if f"kubetune.io/{short}" in own:
+            labels[short] = own[f"kubetune.io/{short}"]
+    return labels
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalPod:
+    uid: str
+    namespace: str
+    name: str
+    proc: subprocess.Popen[bytes]
+    started_at: str
+    message_file: Path
+    log_file: Path
+    sd_file: Path | None
+    container: str
+    terminating: bool = False
+    kill_at: float | None = None
+    fallback_to_logs: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner:
+    def __init__(self, api: client.CoreV1Api, state_dir: Path) -> None:
+        self.api = api
+        self.state_dir = state_dir
+        self.sd_dir = state_dir / "sd"
+        self.pods_dir = state_dir / "pods"
+        self.sd_dir.mkdir(parents=True, exist_ok=True)
+        self.pods_dir.mkdir(parents=True, exist_ok=True)
+        self.local: dict[str, LocalPod] = {}
+        self.finished: set[str] = set()
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()
+
+    # -- API helpers ------------------------------------------------------------------
+    def _patch_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.api.patch_namespaced_pod_status(name, ns, {"status": status})
+        except ApiException as e:
+            if e.status != 404:
+                log.warning("status update of %s/%s failed: %s", ns, name, e.reason)
+
+    def _finish_deletion(self, ns: str, name: str, uid: str) -> None:
+        try:
+            self.api.delete_namespaced_pod(
+                name, ns, grace_period_seconds=0,
+                body=client.V1DeleteOptions(grace_period_seconds=0,
+                                            preconditions=client.V1Preconditions(uid=uid)),
+            )
+        except ApiException as e:
+            if e.status not in (404, 409):
+                log.warning("deleting %s/%s failed: %s", ns, name, e.reason)
+
+    def _resolve_env(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+        meta = pod["metadata"]
+        env: dict[str, str] = {}
+        for src in container.get("envFrom") or []:
+            if "configMapRef" in src:
+                cm = self.api.read_namespaced_config_map(src["configMapRef"]["name"], meta["namespace"])
+                for k, v in (cm.data or {}).items():
+                    env[src.get("prefix", "") + k] = v
+        for item in container.get("env") or []:
+            name = item["name"]
+            if "value" in item:
+                env[name] = expand(item.get("value") or "", env)
+                continue
+            ref = item.get("valueFrom") or {}
+            if "fieldRef" in ref:
+                env[name] = self._field(pod, ref["fieldRef"]["fieldPath"])
+            elif "configMapKeyRef" in ref:
+                r = ref["configMapKeyRef"]
+                cm = self.api.read_namespaced_config_map(r["name"], meta["namespace"])
+                env[name] = (cm.data or {}).get(r["key"], "")
+            elif "secretKeyRef" in ref:
+                import base64
+
+                r = ref["secretKeyRef"]
+                sec = self.api.read_namespaced_secret(r["name"], meta["namespace"])
+                env[name] = base64.b64decode((sec.data or {}).get(r["key"], "")).decode()
+        return env
+
+    @staticmethod
+    def _field(pod: dict[str, Any], path: str) -> str:
+        meta = pod["metadata"]
+        m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+        if m:
+            return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
+        return {
+            "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
+            "metadata.uid": meta["uid"], "spec.nodeName": pod["spec"].get("nodeName", ""),
+            "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
+            "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",
+        }.get(path, "")
+
+    # -- pod lifecycle ------------------------------------------------------------------
+    def reconcile(self, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        uid = meta["uid"]
+        if not spec.get("nodeName"):
+            return
+        with self.lock:
+            local = self.local.get(uid)
+            if meta.get("deletionTimestamp"):
+                if local is None:
+                    self._finish_deletion(meta["namespace"], meta["name"], uid)
+                elif not local.terminating:
+                    grace = meta.get("deletionGracePeriodSeconds")
+                    grace = 30 if grace is None else int(grace)
+                    self._signal(local, signal.SIGTERM)
+                    local.terminating = True
+                    local.kill_at = time.monotonic() + grace
+                return
+            phase = (pod.get("status") or {}).get("phase", "Pending")
+            if local is not None or uid in self.finished or phase in ("Succeeded", "Failed"):
+                return
+            if phase == "Running":
+                # Running before this runner started: its process is gone.
+                self._patch_status(meta["namespace"], meta["name"], self._terminated_status(
+                    None, 137, "the local runner restarted and lost this pod's process",
+                    "RunnerRestarted", meta["name"], now()))
+                self.finished.add(uid)
+                return
+            self._start(pod)
+
+    def _start(self, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        container = spec["containers"][0]
+        workdir = self.pods_dir / ns / f"{name}-{uid[:8]}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        log_file = self.pods_dir / ns / f"{name}.log"
+        message_file = workdir / "termination-log"
+        try:
+            env = self._resolve_env(pod, container)
+        except ApiException as e:
+            self._fail_to_start(pod, f"cannot resolve env: {e.reason}")
+            return
+        ports = container.get("ports") or []
+        metrics_port: int | None = None
+        if any(p.get("name") == "metrics" for p in ports) or "KUBETUNE_METRICS_PORT" in env:
+            metrics_port = free_port()
+            env["KUBETUNE_METRICS_PORT"] = str(metrics_port)
+        env["KUBETUNE_TERMINATION_LOG"] = str(message_file)
+        env.setdefault("HOSTNAME", name)
+        argv = [expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
+        if not container.get("command"):
+            self._fail_to_start(pod, "the local runner needs an explicit command: "
+                                     "it cannot read the image's entrypoint")
+            return
+        if argv[0] in ("python", "python3"):
+            argv[0] = sys.executable
+        cwd = container.get("workingDir")
+        if not cwd or not Path(cwd).is_dir():
+            cwd = str(workdir)
+        full_env = {**os.environ, **env}
+        with open(log_file, "ab") as out:
+            try:
+                proc = subprocess.Popen(argv, env=full_env, cwd=cwd, stdout=out,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+            except OSError as e:
+                self._fail_to_start(pod, f"cannot start {argv[0]}: {e.strerror}")
+                return
+        started = now()
+        sd_file = None
+        if metrics_port is not None:
+            sd_file = self.sd_dir / f"{ns}_{name}_{uid[:8]}.json"
+            tmp = sd_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{metrics_port}"],
+                                        "labels": target_labels(pod)}]))
+            tmp.rename(sd_file)
+        self.local[uid] = LocalPod(
+            uid=uid, namespace=ns, name=name, proc=proc, started_at=started,
+            message_file=message_file, log_file=log_file, sd_file=sd_file,
+            container=container["name"],
+            fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
+        )
+        log.info("started %s/%s as pid %s", ns, name, proc.pid)
+        cond = [{"type": t, "status": "True", "lastTransitionTime": started}
+                for t in ("Initialized", "PodReadyToStartContainers", "ContainersReady", "Ready")]
+        self._patch_status(ns, name, {
+            "phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+            "podIPs": [{"ip": "127.0.0.1"}], "startTime": started, "conditions": cond,
+            "containerStatuses": [{
+                "name": container["name"], "image": container.get("image", ""), "imageID": "",
+                "containerID": f"local://{proc.pid}", "ready": True, "started": True,
+                "restartCount": 0, "state": {"running": {"startedAt": started}},
+            }],
+        })
+
+    def _fail_to_start(self, pod: dict[str, Any], message: str) -> None:
+        meta = pod["metadata"]
+        container = pod["spec"]["containers"][0]["name"]
+        self.finished.add(meta["uid"])
+        self._patch_status(meta["namespace"], meta["name"], self._terminated_status(
+            None, 128, message, "StartError", container, now()))
+
+    @staticmethod
+    def _terminated_status(local: LocalPod | None, code: int, message: str, reason: str,
+                           container: str, started: str) -> dict[str, Any]:
+        finished = now()
+        cond = [{"type": t, "status": "False", "reason": "PodCompleted",
+                 "lastTransitionTime": finished} for t in ("ContainersReady", "Ready")]
+        return {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "conditions": cond,
+            "containerStatuses": [{
+                "name": container, "image": "", "imageID": "",
+                "containerID": f"local://{local.proc.pid}" if local else "",
+                "ready": False, "started": False, "restartCount": 0,
+                "state": {"terminated": {"exitCode": code, "reason": reason, "message": message,
+                                         "startedAt": started, "finishedAt": finished}},
+            }],
+        }
+
+    def _signal(self, local: LocalPod, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(local.proc.pid, sig)
+
+    def _message(self, local: LocalPod, code: int) -> str:
+        text = ""
+        with contextlib.suppress(OSError):
+            text = local.message_file.read_text(errors="replace")
+        if not text and code != 0 and local.fallback_to_logs:
+            with contextlib.suppress(OSError):
+                text = "\n".join(local.log_file.read_text(errors="replace").splitlines()[-80:])
+                text = text[-2048:]
+        return text[:MESSAGE_LIMIT]
+
+    def reap_once(self) -> None:
+        with self.lock:
+            items = list(self.local.values())
+        for local in items:
+            code = local.proc.poll()
+            if code is None:
+                if local.kill_at is not None and time.monotonic() >= local.kill_at:
+                    self._signal(local, signal.SIGKILL)
+                    local.kill_at = None
+                continue
+            # The container has exited: take the whole group down with it, like a container.
+            self._signal(local, signal.SIGKILL)
+            with self.lock:
+                self.local.pop(local.uid, None)
+                self.finished.add(local.uid)
+            if local.sd_file is not None:
+                with contextlib.suppress(OSError):
+                    local.sd_file.unlink()
+            exit_code = code if code >= 0 else 128 - code
+            log.info("%s/%s exited with %s", local.namespace, local.name, exit_code)
+            if local.terminating:
+                self._finish_deletion(local.namespace, local.name, local.uid)
+                continue
+            reason = "Completed" if exit_code == 0 else ("OOMKilled" if exit_code == 137 else "Error")
+            self._patch_status(local.namespace, local.name, self._terminated_status(
+                local, exit_code, self._message(local, exit_code), reason, local.container,
+                local.started_at))
+
+    def reaper(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.reap_once()
+            except Exception:  # keep playing the kubelet whatever one pod did
+                log.exception("reaper pass failed")
+            time.sleep(0.1)
+
+    def forget(self, uid: str) -> None:
+        with self.lock:
+            local = self.local.get(uid)
+            self.finished.discard(uid)
+        if local is not None:
+            local.terminating = True
+            self._signal(local, signal.SIGKILL)
+
+    def run(self) -> None:
+        threading.Thread(target=self.reaper, name="reaper", daemon=True).start()
+        resource_version = ""
+        while not self.stopping.is_set():
+            try:
+                if not resource_version:
+                    pods = self.api.list_pod_for_all_namespaces(field_selector="spec.nodeName!=")
+                    resource_version = pods.metadata.resource_version
+                    for pod in pods.items:
+                        self.reconcile(self.api.api_client.sanitize_for_serialization(pod))
+                w = watch.Watch()
+                for event in w.stream(self.api.list_pod_for_all_namespaces,
+                                      field_selector="spec.nodeName!=",
+                                      resource_version=resource_version,
+                                      timeout_seconds=60, allow_watch_bookmarks=True):
+                    obj = event["raw_object"]
+                    resource_version = obj["metadata"].get("resourceVersion", resource_version)
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    if event["type"] == "DELETED":
+                        self.forget(obj["metadata"]["uid"])
+                    else:
+                        self.reconcile(obj)
+            except ApiException as e:
+                if e.status == 410:
+                    resource_version = ""
+                else:
+                    log.warning("watch failed: %s", e.reason)
+                    time.sleep(0.5)
+            except Exception:
+                log.exception("watch loop failed")
+                time.sleep(0.5)
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            for local in self.local.values():
+                self._signal(local, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--state-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    api = client.CoreV1Api(config.new_client_from_config(config_file=args.kubeconfig))
+    runner = Runner(api, args.state_dir)
+
+    def stop(signum: int, _frame: Any) -> None:
+        runner.shutdown()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    runner.run()
+
+
+if __name__ == "__main__":
+    main()
