@@ -67,3 +67,22 @@ def namespace(api_client) -> Iterator[str]:  # type: ignore[no-untyped-def]
         time.sleep(0.1)
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def crds(api_client):  # type: ignore[no-untyped-def]
+    from tests.support.operator import install_crds
+
+    install_crds(api_client)
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, crds, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The real operator process, shared by the session; tests that kill it restart it."""
+    from tests.support.operator import OperatorProcess
+
+    proc = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"))
+    proc.start()
+    yield proc
+    proc.kill()
+    print(f"\noperator log: {proc.log}")

@@ -1,0 +1,81 @@
+"""kubetune's custom resources as pydantic models: the one schema of the CRDs.
+
+crds/*.yaml is generated from these models (``make crds``), so a change here is
+a change to the API users apply. This package is pure: it imports nothing from
+kopf, kubernetes or an HTTP client, and nothing else from kubetune.
+"""
+
+from kubetune.api.common import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    Condition,
+    ConditionStatus,
+    SpecError,
+    to_rfc3339,
+)
+from kubetune.api.experiment import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_PLURAL,
+    BestTrial,
+    ExperimentPhase,
+    Objective,
+    PrometheusSpec,
+    RungSummary,
+    SchedulerSpec,
+    SearchAlgorithm,
+    TrialCounts,
+    TrialPodSpec,
+    TrialTemplate,
+    TuneExperiment,
+    TuneExperimentSpec,
+    TuneExperimentStatus,
+    validate_experiment_spec,
+)
+from kubetune.api.searchspace import DOMAIN_KINDS, SearchDomain
+from kubetune.api.trial import (
+    TRIAL_KIND,
+    TRIAL_PLURAL,
+    PrunedAt,
+    RungRecord,
+    TrialState,
+    TuneTrial,
+    TuneTrialSpec,
+    TuneTrialStatus,
+)
+
+__all__ = [
+    "API_VERSION",
+    "DOMAIN_KINDS",
+    "EXPERIMENT_KIND",
+    "EXPERIMENT_PLURAL",
+    "GROUP",
+    "TRIAL_KIND",
+    "TRIAL_PLURAL",
+    "VERSION",
+    "BestTrial",
+    "Condition",
+    "ConditionStatus",
+    "ExperimentPhase",
+    "Objective",
+    "PrometheusSpec",
+    "PrunedAt",
+    "RungRecord",
+    "RungSummary",
+    "SchedulerSpec",
+    "SearchAlgorithm",
+    "SearchDomain",
+    "SpecError",
+    "TrialCounts",
+    "TrialPodSpec",
+    "TrialState",
+    "TrialTemplate",
+    "TuneExperiment",
+    "TuneExperimentSpec",
+    "TuneExperimentStatus",
+    "TuneTrial",
+    "TuneTrialSpec",
+    "TuneTrialStatus",
+    "to_rfc3339",
+    "validate_experiment_spec",
+]

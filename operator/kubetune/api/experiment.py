@@ -1,0 +1,382 @@
+"""The TuneExperiment resource: what a user asks for, and what the operator reports.
+
+Field names follow Ray Tune (TuneConfig, ASHAScheduler) where a Ray user would
+look for them. Defaults live here and are also published in the CRD, so the
+apiserver fills them in and `kubectl get -o yaml` shows the effective spec.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+from pydantic import ConfigDict, Field, JsonValue, ValidationError, model_validator
+
+from kubetune.api.common import (
+    API_VERSION,
+    Condition,
+    FiniteFloat,
+    MetricValues,
+    ObservedFloat,
+    SpecError,
+    SpecModel,
+    StatusModel,
+    Timestamp,
+    spec_error,
+)
+from kubetune.api.searchspace import MAX_PARAMETERS, SearchDomain, SearchSpaceSpec
+
+EXPERIMENT_KIND: Final = "TuneExperiment"
+EXPERIMENT_PLURAL: Final = "tuneexperiments"
+
+_DEFAULTED_OBJECT: dict[str, Any] = {"default": {}}
+"""Schema default for an all-defaults object, so the apiserver fills in its fields too."""
+
+
+class Objective(SpecModel):
+    """The metric every trial reports and the direction that makes it better."""
+
+    metric: str = Field(
+        min_length=1,
+        description="Name of the metric trials report (kubetune.trial.report(accuracy=...)), "
+        "as Ray's TuneConfig(metric=...).",
+    )
+    mode: Literal["min", "max"] = Field(
+        description="min if lower is better (a loss), max if higher is better (an accuracy)."
+    )
+
+
+class SearchAlgorithm(SpecModel):
+    """How trial configs are drawn from the search space."""
+
+    type: Literal["random", "grid"] = Field(
+        default="random",
+        description="random or grid; both follow Ray's BasicVariantGenerator: grid entries "
+        "are expanded exhaustively and every other entry is drawn at random. grid also "
+        "requires at least one grid entry in the search space.",
+    )
+    seed: int = Field(
+        default=0,
+        ge=0,
+        description="Seed of the draws. A trial's config depends only on (seed, trial index), "
+        "so it is the same after an operator restart.",
+    )
+
+
+class SchedulerSpec(SpecModel):
+    """The trial scheduler that stops unpromising trials early, as in Ray Tune."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.gracePeriod) || !has(self.maxT) || "
+                    "self.gracePeriod <= self.maxT",
+                    "message": "gracePeriod must be <= maxT",
+                    "fieldPath": ".gracePeriod",
+                }
+            ]
+        }
+    )
+
+    type: Literal["asha", "fifo", "median"] = Field(
+        default="fifo",
+        description="fifo runs every trial to the end; asha is Ray's ASHAScheduler "
+        "(AsyncHyperBand); median is Ray's MedianStoppingRule.",
+    )
+    time_attr: str = Field(
+        default="training_iteration",
+        min_length=1,
+        description="The reported quantity that measures training progress, as Ray's time_attr. "
+        "training_iteration is the step passed to kubetune.trial.report(step=...).",
+    )
+    max_t: int = Field(
+        default=100,
+        ge=1,
+        description="asha: a trial stops at this time_attr value, as Ray's max_t.",
+    )
+    grace_period: int = Field(
+        default=1,
+        ge=1,
+        description="asha and median: no trial is stopped before this time_attr value, as Ray's "
+        "grace_period. Must be <= maxT.",
+    )
+    reduction_factor: float = Field(
+        default=4,
+        ge=2,
+        description="asha: rung milestones grow by this factor and about 1/reductionFactor of "
+        "the trials pass each rung, as Ray's reduction_factor.",
+    )
+    brackets: int = Field(
+        default=1, ge=1, description="asha: number of brackets, as Ray's brackets."
+    )
+    decision_order: Literal["arrival", "trialIndex"] = Field(
+        default="arrival",
+        description="asha: arrival decides each trial at a rung as soon as its value is seen, "
+        "as Ray does. trialIndex records rung values in trial-index order (a trial's decision "
+        "waits for earlier, still running trials to reach the same rung), so decisions depend "
+        "only on the seed and the learning curves, not on timing: reruns and operator restarts "
+        "reproduce them exactly.",
+    )
+    min_samples_required: int = Field(
+        default=3,
+        ge=1,
+        description="median: trials that must have reached a step before the median is used, "
+        "as Ray's min_samples_required.",
+    )
+
+    @model_validator(mode="after")
+    def _grace_within_max_t(self) -> SchedulerSpec:
+        if self.grace_period > self.max_t:
+            raise ValueError(
+                f"gracePeriod must be <= maxT, got gracePeriod={self.grace_period} "
+                f"and maxT={self.max_t}"
+            )
+        return self
+
+
+class PrometheusSpec(SpecModel):
+    """Where this experiment's trial metrics are read."""
+
+    url: str = Field(
+        pattern=r"^https?://",
+        description="Base URL of the Prometheus server (http://prometheus.monitoring:9090), "
+        "overriding the operator's default for this experiment.",
+    )
+
+
+class TrialPodSpec(SpecModel):
+    """The trial pod's spec: any field of a PodSpec; containers is required."""
+
+    model_config = ConfigDict(extra="allow")
+
+    containers: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="The pod's containers, as in any PodSpec. Hyperparameters reach them as "
+        "env KUBETUNE_CONFIG (JSON) and KUBETUNE_PARAM_<NAME>, and ${params.NAME} in args "
+        "is replaced. Ask for GPUs here (resources.limits nvidia.com/gpu).",
+        json_schema_extra={
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        },
+    )
+
+
+class TrialTemplate(SpecModel):
+    """A PodTemplateSpec: the pod every trial runs, with its hyperparameters added."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Labels and annotations for trial pods, as in any pod template.",
+    )
+    spec: TrialPodSpec = Field(description="The trial pod's PodSpec.")
+
+    def pod_template(self) -> dict[str, Any]:
+        """The template as the plain PodTemplateSpec dict the user wrote (a fresh copy)."""
+        return copy.deepcopy(self.model_dump(by_alias=True, exclude_none=True, mode="json"))
+
+
+class TuneExperimentSpec(SpecModel):
+    """What to tune: the objective, the search space, the budget and the trial pod."""
+
+    objective: Objective = Field(description="The metric to optimise and its direction.")
+    search_space: SearchSpaceSpec = Field(
+        description="Hyperparameters by name, each one of Ray Tune's domains written as a "
+        "one-key mapping: lr: {loguniform: [1.0e-5, 1.0e-1]}, layers: {randint: [1, 4]}, "
+        "optimizer: {choice: [sgd, adam]}, batch_size: {grid: [32, 64]}. Each trial gets one "
+        "config drawn from it.",
+        json_schema_extra={"minProperties": 1, "maxProperties": MAX_PARAMETERS},
+    )
+    search_algorithm: SearchAlgorithm = Field(
+        default_factory=SearchAlgorithm,
+        description="How configs are drawn from the search space.",
+        json_schema_extra=_DEFAULTED_OBJECT,
+    )
+    num_samples: int = Field(
+        default=1,
+        ge=1,
+        description="Trials to run, as Ray's num_samples. With grid entries this many trials "
+        "run per grid point, so the total is numSamples times the number of grid points.",
+    )
+    max_concurrent_trials: int = Field(
+        default=1,
+        ge=1,
+        description="Most trials running at once, as Ray's max_concurrent_trials.",
+    )
+    max_failed_trials: int = Field(
+        default=3,
+        ge=0,
+        description="The experiment fails once this many trials have failed (after their "
+        "retries); 0 means failed trials never fail the experiment.",
+    )
+    trial_retries: int = Field(
+        default=1,
+        ge=0,
+        description="New pods a failed trial gets, with the same config, before it counts "
+        "as failed.",
+    )
+    scheduler: SchedulerSpec = Field(
+        default_factory=SchedulerSpec,
+        description="Early stopping of unpromising trials (asha, median) or none (fifo).",
+        json_schema_extra=_DEFAULTED_OBJECT,
+    )
+    trial_template: TrialTemplate = Field(
+        description="The pod template each trial runs (a PodTemplateSpec). Ask for GPUs in its "
+        "containers' resources, as in any pod."
+    )
+    prometheus: PrometheusSpec | None = Field(
+        default=None,
+        description="Where to read this experiment's metrics, if not the "
+        "operator's default Prometheus.",
+    )
+    prune_grace_period_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="Grace period of a stopped (pruned) trial's pod deletion, so the trainer "
+        "can save a checkpoint on SIGTERM.",
+    )
+    metrics_port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="Port on which trial containers serve kubetune metrics "
+        "(kubetune.trial.report serves it).",
+    )
+
+    def search_space_raw(self) -> dict[str, Any]:
+        """The searchSpace as the plain mapping the user wrote (a fresh copy)."""
+        return {
+            name: domain.model_dump(by_alias=True, exclude_none=True, mode="json")
+            for name, domain in self.search_space.items()
+        }
+
+    @model_validator(mode="after")
+    def _grid_algorithm_needs_grid(self) -> TuneExperimentSpec:
+        if self.search_algorithm.type == "grid" and not _has_grid(self.search_space):
+            raise ValueError(
+                "searchAlgorithm.type grid needs at least one {grid: [...]} entry in "
+                "searchSpace; use type random to only sample"
+            )
+        return self
+
+
+def _has_grid(space: Mapping[str, SearchDomain]) -> bool:
+    return any(
+        d.kind == "grid" or (d.space is not None and _has_grid(d.space)) for d in space.values()
+    )
+
+
+class ExperimentPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class TrialCounts(StatusModel):
+    """How many of the experiment's trials are in each state."""
+
+    total: int = Field(default=0, ge=0, description="Trials the experiment will run in all.")
+    created: int = Field(default=0, ge=0, description="Trials created so far.")
+    pending: int = Field(default=0, ge=0, description="Trials waiting for their pod to start.")
+    running: int = Field(default=0, ge=0, description="Trials whose pod is running.")
+    succeeded: int = Field(default=0, ge=0, description="Trials that ran to the end.")
+    pruned: int = Field(default=0, ge=0, description="Trials the scheduler stopped early.")
+    failed: int = Field(default=0, ge=0, description="Trials that failed after their retries.")
+
+
+class BestTrial(StatusModel):
+    """The best trial so far by the objective."""
+
+    name: str = Field(description="The TuneTrial's name.")
+    config: dict[str, JsonValue] = Field(
+        default_factory=dict, description="The trial's hyperparameters."
+    )
+    metric: FiniteFloat = Field(description="Its best objective value.")
+    step: int | None = Field(default=None, description="The step at which that value was reported.")
+    metrics: MetricValues = Field(
+        default_factory=dict, description="All metrics it reported at that step."
+    )
+
+
+class RungSummary(StatusModel):
+    """One ASHA rung, across the experiment's trials."""
+
+    milestone: int = Field(description="The time_attr value at which trials are compared.")
+    recorded: int = Field(default=0, ge=0, description="Trials that have reached this rung.")
+    cutoff: ObservedFloat = Field(
+        default=None,
+        description="Objective value a trial must beat to continue past this rung; absent "
+        "until enough trials are recorded.",
+    )
+
+
+class TuneExperimentStatus(StatusModel):
+    """What the operator observed; written by the operator only."""
+
+    phase: ExperimentPhase | None = Field(
+        default=None, description="Pending, Running, Succeeded or Failed."
+    )
+    message: str | None = Field(default=None, description="Why the experiment is in this phase.")
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this status describes."
+    )
+    start_time: Timestamp | None = Field(default=None, description="When the first trial started.")
+    completion_time: Timestamp | None = Field(
+        default=None, description="When the experiment finished."
+    )
+    trials: TrialCounts | None = Field(default=None, description="Trials per state.")
+    best_trial: BestTrial | None = Field(default=None, description="The best trial so far.")
+    rungs: list[RungSummary] | None = Field(
+        default=None, description="ASHA rungs: milestone, trials recorded, current cutoff."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Standard conditions, one per type.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+
+
+class TuneExperiment(StatusModel):
+    """A whole TuneExperiment object as read from or written to the API."""
+
+    api_version: Literal["kubetune.io/v1alpha1"] = Field(default=API_VERSION)
+    kind: Literal["TuneExperiment"] = Field(default=EXPERIMENT_KIND)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: TuneExperimentSpec
+    status: TuneExperimentStatus | None = None
+
+
+def validate_experiment_spec(raw: Mapping[str, Any]) -> TuneExperimentSpec:
+    """Parse a TuneExperiment's spec, or raise SpecError naming the field and the fix."""
+    try:
+        return TuneExperimentSpec.model_validate(raw)
+    except ValidationError as err:
+        raise spec_error(err, "spec") from None
+
+
+__all__ = [
+    "EXPERIMENT_KIND",
+    "EXPERIMENT_PLURAL",
+    "BestTrial",
+    "ExperimentPhase",
+    "Objective",
+    "PrometheusSpec",
+    "RungSummary",
+    "SchedulerSpec",
+    "SearchAlgorithm",
+    "SpecError",
+    "TrialCounts",
+    "TrialPodSpec",
+    "TrialTemplate",
+    "TuneExperiment",
+    "TuneExperimentSpec",
+    "TuneExperimentStatus",
+    "validate_experiment_spec",
+]

@@ -1,0 +1,143 @@
+"""The TuneTrial resource: one trial of an experiment, created and updated by the operator.
+
+Per-trial state lives here rather than in the experiment's status, so an
+experiment with ten thousand trials stays far below the object size limit, and
+the rung records persisted here let a restarted operator rebuild every
+scheduling decision exactly.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+from pydantic import Field, JsonValue
+
+from kubetune.api.common import (
+    API_VERSION,
+    MetricValues,
+    ObservedFloat,
+    SpecModel,
+    StatusModel,
+    Timestamp,
+)
+
+TRIAL_KIND: Final = "TuneTrial"
+TRIAL_PLURAL: Final = "tunetrials"
+
+
+class TrialState(StrEnum):
+    """Where a trial is in its life; Succeeded, Pruned and Failed are final."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    PRUNED = "Pruned"
+    FAILED = "Failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_STATES
+
+
+_FINAL_STATES = frozenset({TrialState.SUCCEEDED, TrialState.PRUNED, TrialState.FAILED})
+
+
+class TuneTrialSpec(SpecModel):
+    """Which experiment the trial belongs to and the config it runs with."""
+
+    experiment: str = Field(min_length=1, description="Name of the owning TuneExperiment.")
+    index: int = Field(
+        ge=0, description="The trial's index in its experiment; its config is drawn from it."
+    )
+    params: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="The trial's hyperparameters (its config), as the trial pod receives them "
+        "in KUBETUNE_CONFIG.",
+    )
+
+
+class RungRecord(StatusModel):
+    """The trial's value at one ASHA rung and what the scheduler decided there."""
+
+    milestone: int = Field(description="The rung's time_attr value.")
+    value: ObservedFloat = Field(
+        default=None,
+        description="The objective at the first report at or past the milestone; absent when "
+        "that value was not finite (NaN or infinite).",
+    )
+    step: int | None = Field(default=None, description="The step of that report.")
+    cutoff: ObservedFloat = Field(
+        default=None,
+        description="The rung's cutoff when the decision was made; absent when the rung had "
+        "no cutoff yet (the trial continued).",
+    )
+    decision: Literal["continue", "stop"] = Field(
+        description="continue: the trial goes on; stop: it was pruned here."
+    )
+
+
+class PrunedAt(StatusModel):
+    """Where and why the scheduler stopped the trial."""
+
+    milestone: int = Field(description="The rung at which the trial was stopped.")
+    value: ObservedFloat = Field(
+        default=None, description="The trial's objective there; absent when it was not finite."
+    )
+    cutoff: ObservedFloat = Field(default=None, description="The rung's cutoff at that time.")
+    step: int | None = Field(default=None, description="The step of the report that was judged.")
+
+
+class TuneTrialStatus(StatusModel):
+    """What the operator observed of the trial."""
+
+    state: TrialState | None = Field(
+        default=None, description="Pending, Running, Succeeded, Pruned or Failed."
+    )
+    step: int | None = Field(default=None, description="The latest step the trial reported.")
+    metrics: MetricValues | None = Field(
+        default=None, description="The latest value of each reported metric."
+    )
+    objective: ObservedFloat = Field(
+        default=None, description="The latest value of the experiment's objective metric."
+    )
+    rungs: list[RungRecord] | None = Field(
+        default=None, description="The trial's value at each ASHA rung it reached."
+    )
+    pruned_at: PrunedAt | None = Field(
+        default=None, description="Set when the scheduler stopped the trial early."
+    )
+    pod_name: str | None = Field(default=None, description="The trial's current or last pod.")
+    attempts: int | None = Field(
+        default=None, ge=0, description="Pods started for this trial, retries included."
+    )
+    reason: str | None = Field(
+        default=None, description="A CamelCase word for the state (for example OOMKilled)."
+    )
+    message: str | None = Field(default=None, description="Details of the state, in words.")
+    start_time: Timestamp | None = Field(default=None, description="When the first pod started.")
+    completion_time: Timestamp | None = Field(
+        default=None, description="When the trial reached its final state."
+    )
+
+
+class TuneTrial(StatusModel):
+    """A whole TuneTrial object as read from or written to the API."""
+
+    api_version: Literal["kubetune.io/v1alpha1"] = Field(default=API_VERSION)
+    kind: Literal["TuneTrial"] = Field(default=TRIAL_KIND)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: TuneTrialSpec
+    status: TuneTrialStatus | None = None
+
+
+__all__ = [
+    "TRIAL_KIND",
+    "TRIAL_PLURAL",
+    "PrunedAt",
+    "RungRecord",
+    "TrialState",
+    "TuneTrial",
+    "TuneTrialSpec",
+    "TuneTrialStatus",
+]

@@ -1,0 +1,1 @@
+"""Kubernetes side: pure manifest builders and the one gateway that calls the API."""

@@ -1,0 +1,88 @@
+"""The one place the operator calls the Kubernetes API.
+
+Lists are read as raw JSON (no model deserialisation: 2,000-trial experiments
+stay cheap), creates are idempotent (409 means a previous tick or a previous
+operator process already made it), and every write is counted so the API cost
+per trial can be measured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kubetune.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION
+from kubetune.k8s.manifests import EXPERIMENT_LABEL
+
+
+@dataclass
+class Gateway:
+    api: client.ApiClient
+    count_write: Callable[[str, str], None] = lambda verb, resource: None
+    core: client.CoreV1Api = field(init=False)
+    custom: client.CustomObjectsApi = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    # -- reads -------------------------------------------------------------------------
+    def list_trials(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
+        resp = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, TRIAL_PLURAL,
+            label_selector=f"{EXPERIMENT_LABEL}={experiment}", _preload_content=False)
+        return list(json.loads(resp.data)["items"])
+
+    def list_pods(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
+        resp = self.core.list_namespaced_pod(
+            namespace, label_selector=f"{EXPERIMENT_LABEL}={experiment}", _preload_content=False)
+        return list(json.loads(resp.data)["items"])
+
+    # -- writes ------------------------------------------------------------------------
+    def create_trial(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        try:
+            self.count_write("create", "tunetrials")
+            return dict(self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, meta["namespace"], TRIAL_PLURAL, body))
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            return dict(self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, meta["namespace"], TRIAL_PLURAL, meta["name"]))
+
+    def get_trial(self, namespace: str, name: str) -> dict[str, Any]:
+        return dict(self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, TRIAL_PLURAL, name))
+
+    def create_pod(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        try:
+            self.count_write("create", "pods")
+            self.core.create_namespaced_pod(meta["namespace"], body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.count_write("patch", "tunetrials/status")
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, TRIAL_PLURAL, name, {"status": dict(status)})
+
+    def patch_experiment_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.count_write("patch", "tuneexperiments/status")
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, EXPERIMENT_PLURAL, name, {"status": dict(status)})
+
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None:
+        try:
+            self.count_write("delete", "pods")
+            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
+        except ApiException as e:
+            if e.status != 404:
+                raise

@@ -1,0 +1,141 @@
+"""Pure builders of the objects the operator creates: TuneTrials and trial Pods.
+
+Names are deterministic (`<experiment>-<index>` for a trial, `<trial>-<attempt>`
+for its pods), so a restarted operator re-derives them and a repeated create
+is a harmless 409.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubetune.api import GROUP, VERSION
+from kubetune.search import flatten_params
+
+EXPERIMENT_LABEL = "kubetune.io/experiment"
+TRIAL_LABEL = "kubetune.io/trial"
+ATTEMPT_LABEL = "kubetune.io/attempt"
+_PARAM_REF = re.compile(r"\$\{params\.([A-Za-z0-9_.\-]+)\}")
+
+
+def trial_name(experiment: str, index: int) -> str:
+    return f"{experiment}-{index}"
+
+
+def pod_name(trial: str, attempt: int) -> str:
+    return f"{trial}-{attempt}"
+
+
+def owner_reference(kind: str, api_version: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "name": meta["name"], "uid": meta["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def build_trial(experiment: Mapping[str, Any], index: int, params: Mapping[str, Any]) -> dict[str, Any]:
+    meta = experiment["metadata"]
+    name = trial_name(meta["name"], index)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TuneTrial",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": {EXPERIMENT_LABEL: meta["name"], TRIAL_LABEL: name},
+            "ownerReferences": [owner_reference("TuneExperiment", f"{GROUP}/{VERSION}", meta)],
+        },
+        "spec": {"experiment": meta["name"], "index": index, "params": dict(params)},
+    }
+
+
+def _lookup(params: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = params
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise KeyError(dotted)
+        value = value[part]
+    return value
+
+
+def substitute_params(text: str, params: Mapping[str, Any]) -> str:
+    """Replace `${params.NAME}` (dotted for nested parameters) with the trial's value."""
+
+    def sub(m: re.Match[str]) -> str:
+        value = _lookup(params, m.group(1))
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return _PARAM_REF.sub(sub, text)
+
+
+def unknown_param_references(template: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
+    """`${params.NAME}` references in the containers' command/args that name no parameter."""
+    unknown = []
+    for container in (template.get("spec") or {}).get("containers") or []:
+        for arg in [*(container.get("command") or []), *(container.get("args") or [])]:
+            for ref in _PARAM_REF.findall(str(arg)):
+                try:
+                    _lookup(params, ref)
+                except KeyError:
+                    unknown.append(ref)
+    return unknown
+
+
+def build_pod(
+    *,
+    template: Mapping[str, Any],
+    trial: Mapping[str, Any],
+    attempt: int,
+    params: Mapping[str, Any],
+    objective_metric: str,
+    milestones: Sequence[int],
+    metrics_port: int,
+) -> dict[str, Any]:
+    """A trial Pod from the experiment's PodTemplateSpec; GPU requests pass through untouched."""
+    meta = trial["metadata"]
+    experiment = meta["labels"][EXPERIMENT_LABEL]
+    tmpl_meta = copy.deepcopy(dict(template.get("metadata") or {}))
+    spec = copy.deepcopy(dict(template["spec"]))
+    labels = {**(tmpl_meta.get("labels") or {}),
+              EXPERIMENT_LABEL: experiment, TRIAL_LABEL: meta["name"], ATTEMPT_LABEL: str(attempt)}
+    spec["restartPolicy"] = "Never"
+    spec.setdefault("automountServiceAccountToken", False)
+    containers = spec["containers"]
+    main = containers[0]
+    user_env = list(main.get("env") or [])
+    user_names = {e.get("name") for e in user_env}
+    checkpoint_root = next((e.get("value") for e in user_env
+                            if e.get("name") == "KUBETUNE_CHECKPOINT_ROOT"), "/tmp/kubetune-checkpoints")
+    ours = {
+        "KUBETUNE_CONFIG": json.dumps(dict(params), sort_keys=True),
+        "KUBETUNE_EXPERIMENT": experiment,
+        "KUBETUNE_TRIAL": meta["name"],
+        "KUBETUNE_ATTEMPT": str(attempt),
+        "KUBETUNE_METRIC": objective_metric,
+        "KUBETUNE_MILESTONES": ",".join(str(m) for m in milestones),
+        "KUBETUNE_METRICS_PORT": str(metrics_port),
+        "KUBETUNE_CHECKPOINT_DIR": f"{checkpoint_root}/{meta['namespace']}/{meta['name']}",
+    }
+    ours.update({f"KUBETUNE_PARAM_{k}": v for k, v in flatten_params(params).items()})
+    main["env"] = [{"name": k, "value": v} for k, v in ours.items() if k not in user_names] + user_env
+    for key in ("command", "args"):
+        if main.get(key):
+            main[key] = [substitute_params(str(a), params) for a in main[key]]
+    ports = list(main.get("ports") or [])
+    if not any(p.get("name") == "metrics" or p.get("containerPort") == metrics_port for p in ports):
+        ports.append({"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"})
+    main["ports"] = ports
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            **{k: v for k, v in tmpl_meta.items() if k in ("annotations",)},
+            "name": pod_name(meta["name"], attempt),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference("TuneTrial", f"{GROUP}/{VERSION}", meta)],
+        },
+        "spec": spec,
+    }

@@ -1,0 +1,72 @@
+"""Trial schedulers: when to stop a trial early. Pure: no clock, no I/O.
+
+`make_scheduler` builds one from a TuneExperiment's `spec.scheduler`. Each
+algorithm is one module behind `TrialScheduler` (base.py): ASHA (asha.py),
+FIFO (fifo.py) and the median stopping rule (median.py).
+"""
+
+from __future__ import annotations
+
+from kubetune.schedulers.asha import ASHAScheduler, AsyncHyperBandScheduler
+from kubetune.schedulers.base import (
+    Decision,
+    RungRecord,
+    RungSummary,
+    TrialScheduler,
+    Verdict,
+)
+from kubetune.schedulers.fifo import FIFOScheduler
+from kubetune.schedulers.median import MedianStoppingRule
+
+SCHEDULER_TYPES = ("asha", "fifo", "median")
+
+__all__ = [
+    "SCHEDULER_TYPES",
+    "ASHAScheduler",
+    "AsyncHyperBandScheduler",
+    "Decision",
+    "FIFOScheduler",
+    "MedianStoppingRule",
+    "RungRecord",
+    "RungSummary",
+    "TrialScheduler",
+    "Verdict",
+    "make_scheduler",
+]
+
+
+def make_scheduler(
+    type: str,
+    *,
+    metric: str,
+    mode: str,
+    time_attr: str = "training_iteration",
+    max_t: int = 100,
+    grace_period: int = 1,
+    reduction_factor: float = 4,
+    brackets: int = 1,
+    min_samples_required: int = 3,
+) -> TrialScheduler:
+    """Build the scheduler named by `type`; arguments another type does not use are ignored."""
+    if type == "asha":
+        return AsyncHyperBandScheduler(
+            metric=metric,
+            mode=mode,
+            time_attr=time_attr,
+            max_t=max_t,
+            grace_period=grace_period,
+            reduction_factor=reduction_factor,
+            brackets=brackets,
+        )
+    if type == "fifo":
+        return FIFOScheduler(metric=metric, mode=mode, time_attr=time_attr)
+    if type == "median":
+        return MedianStoppingRule(
+            metric=metric,
+            mode=mode,
+            time_attr=time_attr,
+            max_t=max_t,
+            grace_period=grace_period,
+            min_samples_required=min_samples_required,
+        )
+    raise ValueError(f"scheduler type must be one of {', '.join(SCHEDULER_TYPES)} (got {type!r})")

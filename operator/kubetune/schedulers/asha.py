@@ -1,0 +1,358 @@
+"""Asynchronous successive halving (ASHA), the stopping variant Ray Tune ships.
+
+Each bracket has rungs at grace_period * reduction_factor**(k + s). When a
+trial reaches a rung, its value is compared with the (1 - 1/rf) quantile of
+the values other trials recorded there; a value strictly below it stops the
+trial, and the first trial at a rung always continues. A report at or past
+max_t stops the trial (Ray's stop_last_trials=True).
+
+With one bracket and a report at every step this takes exactly Ray's
+decisions (`AsyncHyperBandScheduler`): the same rung set, including the rung
+Ray's floating-point formula puts at max_t for some settings and not others;
+the same cutoff, numpy's `nanpercentile` with linear interpolation
+reproduced bit for bit in `_linear_percentile`; the same strict `<` in
+maximise space. Two cases are handled differently on purpose:
+
+1. NaN or +-inf is the worst value. It is recorded (as None) and stops the
+   trial at the first rung it reaches, even as the first trial there, and it
+   counts as -inf in other trials' cutoffs. Ray never stops a NaN trial, and
+   ranks +inf (max mode) as the best.
+2. A report that skips milestones (Prometheus scrapes) fills every rung it
+   passed in ascending order with the first value observed at or past it,
+   and stops at the first rung that says stop. Ray records it at the highest
+   rung and fills the lower ones later with values from later steps.
+
+A trial stopped at a rung records nothing more, not even its final result.
+
+Brackets: trial ids, not a random draw, choose the bracket, so a restarted
+operator puts every trial back where it was. crc32(id) modulo the sum of
+Hyperband's bracket sizes ceil(B * rf**h / (h + 1)) (h = B - 1 - bracket)
+picks it, as Optuna's HyperbandPruner does. Ray parity holds for brackets=1.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from kubetune.schedulers.base import (
+    Decision,
+    OrderStatistics,
+    RungRecord,
+    RungSummary,
+    TrialScheduler,
+    Verdict,
+    check_int,
+)
+
+
+class AsyncHyperBandScheduler(TrialScheduler):
+    def __init__(
+        self,
+        *,
+        metric: str,
+        mode: str,
+        time_attr: str = "training_iteration",
+        max_t: int = 100,
+        grace_period: int = 1,
+        reduction_factor: float = 4,
+        brackets: int = 1,
+    ) -> None:
+        super().__init__(metric=metric, mode=mode, time_attr=time_attr)
+        check_int("max_t", max_t, minimum=1)
+        check_int("grace_period", grace_period, minimum=1)
+        if grace_period > max_t:
+            raise ValueError(
+                f"grace_period must be <= max_t (got grace_period={grace_period}, max_t={max_t})"
+            )
+        if (
+            isinstance(reduction_factor, bool)
+            or not isinstance(reduction_factor, int | float)
+            or not math.isfinite(reduction_factor)
+            or reduction_factor <= 1
+        ):
+            raise ValueError(f"reduction_factor must be a number > 1 (got {reduction_factor!r})")
+        check_int("brackets", brackets, minimum=1)
+        most = _rung_count(grace_period, max_t, reduction_factor, 0)
+        if brackets > most:
+            raise ValueError(
+                f"brackets must be <= {most}, the number of rungs with grace_period="
+                f"{grace_period}, max_t={max_t}, reduction_factor={reduction_factor} "
+                f"(got {brackets}); a bracket beyond that would have no rung"
+            )
+        self.max_t = max_t
+        self.grace_period = grace_period
+        self.reduction_factor = reduction_factor
+        # nanpercentile receives (1 - 1/rf) * 100 and divides it by 100 again.
+        self._quantile = ((1 - 1 / reduction_factor) * 100) / 100
+        self._brackets = [
+            _Bracket(_rung_milestones(grace_period, max_t, reduction_factor, s))
+            for s in range(brackets)
+        ]
+        self._bracket_weights = _bracket_weights(brackets, reduction_factor)
+        self._trials: dict[str, _TrialState] = {}
+        self._max_t_verdict = Verdict(Decision.STOP, f"reached max_t={max_t}")
+        self._completed_verdict = Verdict(Decision.STOP, "trial already completed")
+
+    def milestones(self, trial: str) -> list[int]:
+        return list(self._brackets[self._bracket_of(trial)].milestones)
+
+    def on_result(self, trial: str, step: int, value: float) -> Verdict:
+        st = self._state(trial)
+        if st.stopped is not None:
+            return st.stopped
+        if st.completed:
+            return self._completed_verdict
+        if st.reached_max_t or step >= self.max_t:
+            st.reached_max_t = True
+            return self._max_t_verdict
+        bracket = self._brackets[st.bracket]
+        milestones = bracket.milestones
+        i = st.next_rung
+        if i >= len(milestones) or step < milestones[i]:
+            return st.last
+        raw = float(value)
+        finite = math.isfinite(raw)
+        internal = self._metric_op * raw if finite else -math.inf
+        while i < len(milestones) and step >= milestones[i]:
+            rung = bracket.rungs[i]
+            cutoff = _cutoff(rung, self._quantile)
+            if not finite or (cutoff is not None and internal < cutoff):
+                decision = Decision.STOP
+            else:
+                decision = Decision.CONTINUE
+            record = RungRecord(
+                milestone=milestones[i],
+                value=raw if finite else None,
+                step=step,
+                cutoff=None if cutoff is None else self._external(cutoff),
+                decision=decision,
+            )
+            rung.add(internal)
+            st.records.append(record)
+            st.internal.append(internal)
+            i += 1
+            if decision is Decision.STOP:
+                st.next_rung = i
+                st.stopped = Verdict(Decision.STOP, self._reason(record), record)
+                return st.stopped
+        st.next_rung = i
+        st.last = Verdict(Decision.CONTINUE, self._reason(st.records[-1]))
+        return st.last
+
+    def on_complete(self, trial: str, step: int, value: float | None) -> None:
+        """Record the final value as Ray's on_trial_complete does.
+
+        It goes to the highest milestone <= step unless the trial already has a
+        record there or above. A trial stopped at a rung records nothing more.
+        """
+        st = self._state(trial)
+        if st.stopped is not None or st.completed:
+            return
+        st.completed = True
+        if value is None:
+            return
+        bracket = self._brackets[st.bracket]
+        j = bisect.bisect_right(bracket.milestones, step) - 1
+        if j < st.next_rung:
+            return
+        raw = float(value)
+        internal = self._internal(raw)
+        bracket.rungs[j].add(internal)
+        st.records.append(
+            RungRecord(
+                milestone=bracket.milestones[j],
+                value=raw if math.isfinite(raw) else None,
+                step=step,
+                cutoff=None,
+                decision=Decision.CONTINUE,
+            )
+        )
+        st.internal.append(internal)
+        st.next_rung = j + 1
+
+    def records(self, trial: str) -> list[RungRecord]:
+        st = self._trials.get(trial)
+        return [] if st is None else list(st.records)
+
+    def restore(self, trial: str, records: Sequence[RungRecord]) -> None:
+        """Replace this trial's state with persisted records.
+
+        The trial's bracket follows from its id. Whether it completed or reached
+        max_t is not in the records: the operator knows that from the trial's state.
+        """
+        bracket_index = self._bracket_of(trial)
+        bracket = self._brackets[bracket_index]
+        ordered = sorted(records, key=lambda r: r.milestone)
+        indexes: list[int] = []
+        for record in ordered:
+            index = bracket.index.get(record.milestone)
+            if index is None:
+                raise ValueError(
+                    f"trial {trial!r} has a record at milestone {record.milestone}, which is "
+                    f"not one of its rungs {list(bracket.milestones)}"
+                )
+            if indexes and indexes[-1] == index:
+                raise ValueError(f"trial {trial!r} has two records at milestone {record.milestone}")
+            indexes.append(index)
+        stops = [r for r in ordered if r.decision is Decision.STOP]
+        if stops and stops[0] is not ordered[-1]:
+            raise ValueError(
+                f"trial {trial!r} was stopped at milestone {stops[0].milestone} "
+                "but has records at higher milestones"
+            )
+        old = self._trials.pop(trial, None)
+        if old is not None:
+            for record, internal in zip(old.records, old.internal, strict=True):
+                bracket.rungs[bracket.index[record.milestone]].remove(internal)
+        st = self._state(trial)
+        for record, index in zip(ordered, indexes, strict=True):
+            internal = self._internal(record.value)
+            bracket.rungs[index].add(internal)
+            st.records.append(record)
+            st.internal.append(internal)
+        if ordered:
+            st.next_rung = indexes[-1] + 1
+            if stops:
+                st.stopped = Verdict(Decision.STOP, self._reason(stops[0]), stops[0])
+            else:
+                st.last = Verdict(Decision.CONTINUE, self._reason(ordered[-1]))
+
+    def rung_table(self) -> list[RungSummary]:
+        table = []
+        for b, bracket in enumerate(self._brackets):
+            for milestone, rung in zip(bracket.milestones, bracket.rungs, strict=True):
+                cutoff = _cutoff(rung, self._quantile)
+                table.append(
+                    RungSummary(
+                        milestone=milestone,
+                        recorded=len(rung),
+                        cutoff=None if cutoff is None else self._external(cutoff),
+                        bracket=b,
+                    )
+                )
+        return table
+
+    def _state(self, trial: str) -> _TrialState:
+        st = self._trials.get(trial)
+        if st is None:
+            bracket = self._bracket_of(trial)
+            milestones = self._brackets[bracket].milestones
+            if milestones:
+                waiting = f"no rung reached yet (first milestone {milestones[0]})"
+            else:
+                waiting = f"no rungs in this bracket; runs to max_t={self.max_t}"
+            st = _TrialState(bracket, Verdict(Decision.CONTINUE, waiting))
+            self._trials[trial] = st
+        return st
+
+    def _bracket_of(self, trial: str) -> int:
+        if len(self._brackets) == 1:
+            return 0
+        return _bracket_for_id(trial, self._bracket_weights)
+
+    def _reason(self, record: RungRecord) -> str:
+        where = f"at rung {record.milestone} (step {record.step})"
+        if record.value is None:
+            return f"{self.metric} is not finite {where}; counted as the worst value"
+        value = self._fmt_value(record.value)
+        if record.cutoff is None:
+            return f"{self.metric} {value} continues {where}: no cutoff there yet"
+        op = self._comparison(record.decision)
+        return f"{self.metric} {value} {op} cutoff {self._fmt_value(record.cutoff)} {where}"
+
+
+ASHAScheduler = AsyncHyperBandScheduler
+
+
+@dataclass(eq=False, slots=True)
+class _Bracket:
+    milestones: tuple[int, ...]
+    rungs: list[OrderStatistics] = field(init=False)
+    index: dict[int, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rungs = [OrderStatistics() for _ in self.milestones]
+        self.index = {m: i for i, m in enumerate(self.milestones)}
+
+
+@dataclass(eq=False, slots=True)
+class _TrialState:
+    bracket: int
+    last: Verdict
+    """The answer to an observation that reaches no new rung."""
+    records: list[RungRecord] = field(default_factory=list)
+    internal: list[float] = field(default_factory=list)
+    """Each record's value in maximise space, kept to remove it on restore."""
+    next_rung: int = 0
+    stopped: Verdict | None = None
+    reached_max_t: bool = False
+    completed: bool = False
+
+
+def _rung_count(grace_period: int, max_t: int, rf: float, s: int) -> int:
+    """Ray's MAX_RUNGS, floating point included (math.log matches np.log here)."""
+    return max(0, int(math.log(max_t / grace_period) / math.log(rf) - s + 1))
+
+
+def _rung_milestones(grace_period: int, max_t: int, rf: float, s: int) -> tuple[int, ...]:
+    """Ray's rungs for bracket s, ascending, as the first integer step at or past each.
+
+    Steps are integers, so `step >= 6.25` and `step >= 7` agree; two rungs that
+    round up to the same step (rf < 2) become one.
+    """
+    count = _rung_count(grace_period, max_t, rf, s)
+    return tuple(sorted({math.ceil(grace_period * rf ** (k + s)) for k in range(count)}))
+
+
+def _bracket_weights(brackets: int, rf: float) -> tuple[int, ...]:
+    """Hyperband's bracket sizes; bracket 0, with the most rungs, gets the most trials."""
+    weights = []
+    for b in range(brackets):
+        h = brackets - 1 - b
+        weights.append(math.ceil(brackets * rf**h / (h + 1)))
+    return tuple(weights)
+
+
+def _bracket_for_id(trial: str, weights: Sequence[int]) -> int:
+    h = zlib.crc32(trial.encode("utf-8")) % sum(weights)
+    for b, w in enumerate(weights):
+        h -= w
+        if h < 0:
+            return b
+    raise AssertionError("unreachable: h < sum(weights)")
+
+
+def _cutoff(rung: OrderStatistics, quantile: float) -> float | None:
+    """The rung's cutoff in maximise space, None while the rung is empty."""
+    n = len(rung)
+    if n == 0:
+        return None
+    return _linear_percentile(rung, n, quantile)
+
+
+def _linear_percentile(values: OrderStatistics, n: int, quantile: float) -> float:
+    """numpy's quantile(method="linear") on sorted values, bit for bit.
+
+    -inf entries (non-finite values) give -inf wherever they are interpolated,
+    where numpy would produce NaN from inf - inf.
+    """
+    virtual = (n - 1) * quantile
+    if virtual >= n - 1:
+        return values.kth(n - 1)
+    lower = math.floor(virtual)
+    a = values.kth(lower)
+    if a == -math.inf:
+        return a
+    return _lerp(a, values.kth(lower + 1), virtual - lower)
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's _lerp: the t >= 0.5 branch interpolates from b for monotonicity."""
+    diff = b - a
+    if t >= 0.5:
+        return b - diff * (1 - t)
+    return a + diff * t

@@ -1,0 +1,212 @@
+"""The contract every trial scheduler keeps, and the records it persists.
+
+A scheduler sees a stream of (trial, step, value) observations and answers
+CONTINUE or STOP. It never reads a clock or does I/O, so the operator can
+rebuild it after a restart: the rung records each trial's TuneTrial status
+holds (`records()`) are all the state a scheduler needs (`restore()`).
+
+Internally every scheduler maximises `metric_op * value` with metric_op 1.0
+for mode "max" and -1.0 for mode "min", as Ray Tune does, so min and max
+mode take bit-for-bit the same decisions on mirrored values. Records and
+reasons always speak in the metric's own units.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sortedcontainers import SortedList
+
+MODES = ("min", "max")
+
+
+class Decision(StrEnum):
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class RungRecord:
+    """What a trial recorded at one milestone; persisted in TuneTrial.status.rungs."""
+
+    milestone: int
+    value: float | None
+    """The raw metric value recorded, None if it was NaN or infinite."""
+    step: int
+    """The step at which the value was observed (>= milestone when reports skip steps)."""
+    cutoff: float | None
+    """The cutoff the value was compared against, None if it was not compared."""
+    decision: Decision
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "milestone": self.milestone,
+            "value": self.value,
+            "step": self.step,
+            "cutoff": self.cutoff,
+            "decision": self.decision.value,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RungRecord:
+        missing = [k for k in ("milestone", "value", "step", "cutoff", "decision") if k not in d]
+        if missing:
+            raise ValueError(f"rung record {dict(d)!r} lacks {', '.join(missing)}")
+        try:
+            decision = Decision(d["decision"])
+        except ValueError:
+            raise ValueError(
+                f"rung record decision must be 'continue' or 'stop' (got {d['decision']!r})"
+            ) from None
+        return cls(
+            milestone=_as_int("milestone", d["milestone"]),
+            value=_as_optional_finite("value", d["value"]),
+            step=_as_int("step", d["step"]),
+            cutoff=_as_optional_finite("cutoff", d["cutoff"]),
+            decision=decision,
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+    """Human readable, e.g. "accuracy 0.31 < cutoff 0.52 at rung 9 (step 9)"."""
+    rung: RungRecord | None = None
+    """The rung record that caused a STOP; None for max_t stops and for CONTINUE."""
+
+
+@dataclass(frozen=True)
+class RungSummary:
+    milestone: int
+    recorded: int
+    cutoff: float | None
+    """The cutoff a trial arriving now would be compared against (metric units)."""
+    bracket: int = 0
+
+
+class TrialScheduler(ABC):
+    """Decides, observation by observation, whether a trial keeps its pod.
+
+    Trials are named by string ids. A trial is known from its first call; there
+    is no separate "add". Calls must be idempotent: feeding the same
+    (trial, step, value) again returns the same decision and records nothing new.
+    """
+
+    metric: str
+    mode: str
+    time_attr: str
+
+    def __init__(self, *, metric: str, mode: str, time_attr: str) -> None:
+        if not isinstance(metric, str) or not metric:
+            raise ValueError(f"metric must be a non-empty string (got {metric!r})")
+        if mode not in MODES:
+            raise ValueError(f"mode must be 'min' or 'max' (got {mode!r})")
+        if not isinstance(time_attr, str) or not time_attr:
+            raise ValueError(f"time_attr must be a non-empty string (got {time_attr!r})")
+        self.metric = metric
+        self.mode = mode
+        self.time_attr = time_attr
+        self._metric_op = 1.0 if mode == "max" else -1.0
+
+    @abstractmethod
+    def milestones(self, trial: str) -> list[int]:
+        """Steps at which this trial is judged, ascending; the trial pod exports its value there."""
+
+    @abstractmethod
+    def on_result(self, trial: str, step: int, value: float) -> Verdict:
+        """Take one observation: the value the trial reported at `step`."""
+
+    @abstractmethod
+    def on_complete(self, trial: str, step: int, value: float | None) -> None:
+        """The trial ended (finished, or its pod is gone) with this last result."""
+
+    @abstractmethod
+    def records(self, trial: str) -> list[RungRecord]:
+        """What to persist for this trial, ascending by milestone."""
+
+    @abstractmethod
+    def restore(self, trial: str, records: Sequence[RungRecord]) -> None:
+        """Rebuild this trial's state from persisted records (after an operator restart)."""
+
+    @abstractmethod
+    def rung_table(self) -> list[RungSummary]:
+        """One row per rung (per bracket), for the experiment's status."""
+
+    def _internal(self, value: float | None) -> float:
+        """The value in maximise space; NaN and +-inf are the worst value there is."""
+        if value is None or not math.isfinite(value):
+            return -math.inf
+        return self._metric_op * value
+
+    def _external(self, internal: float) -> float | None:
+        """Back to metric units; None where there is no finite value to report."""
+        return self._metric_op * internal if math.isfinite(internal) else None
+
+    def _fmt_value(self, value: float) -> str:
+        return repr(float(value))
+
+    def _comparison(self, decision: Decision) -> str:
+        """How a value compares with the cutoff it got `decision` from, in metric units."""
+        return _COMPARISONS[self.mode, decision]
+
+
+_COMPARISONS = {
+    ("max", Decision.STOP): "<",
+    ("max", Decision.CONTINUE): ">=",
+    ("min", Decision.STOP): ">",
+    ("min", Decision.CONTINUE): "<=",
+}
+
+
+class OrderStatistics:
+    """Floats kept sorted: O(log n) insert, remove and k-th smallest."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items = SortedList()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, value: float) -> None:
+        self._items.add(value)
+
+    def remove(self, value: float) -> None:
+        self._items.remove(value)
+
+    def kth(self, k: int) -> float:
+        """The k-th smallest value, 0-based."""
+        return float(self._items[k])
+
+
+def check_int(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum} (got {value!r})")
+    return value
+
+
+def _as_int(name: str, value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"rung record {name} must be an integer (got {value!r})")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"rung record {name} must be an integer (got {value!r})")
+
+
+def _as_optional_finite(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"rung record {name} must be a number or null (got {value!r})")
+    if not math.isfinite(value):
+        raise ValueError(f"rung record {name} must be finite or null (got {value!r})")
+    return float(value)
