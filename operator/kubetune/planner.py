@@ -16,7 +16,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from kubetune.api import TrialState, TuneExperimentSpec
 from kubetune.schedulers import Decision, RungRecord, TrialScheduler, Verdict, make_scheduler
@@ -84,13 +84,15 @@ class TrialView:
                    params=spec.get("params") or {}, status=body.get("status") or {})
 
 
-@dataclass(frozen=True)
-class TrialObservation:
-    """One trial's metrics in a Prometheus snapshot (see kubetune.promql.TrialMetrics)."""
+class TrialObservation(Protocol):
+    """One trial's metrics in a Prometheus snapshot (kubetune.promql.TrialMetrics is one)."""
 
-    step: int | None
-    metrics: Mapping[str, float]
-    rungs: Mapping[int, tuple[int, float]]
+    @property
+    def step(self) -> int | None: ...
+    @property
+    def metrics(self) -> Mapping[str, float]: ...
+    @property
+    def rungs(self) -> Mapping[int, tuple[int, float]]: ...
 
 
 @dataclass(frozen=True)
@@ -315,9 +317,11 @@ class _Tick:
         retries: list[NewPod] = []
         unfinished = 0
         for trial in self.trials:
-            if trial.state in TERMINAL:
-                continue
             pods = self.pods.get(trial.name, [])
+            if trial.state in TERMINAL:
+                # A pruned trial's pod holds its GPU until its deletion completes.
+                unfinished += sum(1 for p in pods if not p.finished)
+                continue
             pod = pods[-1] if pods else None
             if pod is None:
                 if int(trial.status.get("attempts") or 0) == 0:
@@ -446,10 +450,10 @@ class _Tick:
                 best = (key[0], key[1], t, status)
         if best is None:
             return None
-        _, _, t, status = best
-        metrics = status.get("metrics") or {}
+        _, _, t, chosen = best
+        metrics = chosen.get("metrics") or {}
         return {"name": t.name, "config": dict(t.params), "metric": float(metrics[self.objective]),
-                "step": status.get("step"), "metrics": dict(metrics)}
+                "step": chosen.get("step"), "metrics": dict(metrics)}
 
     def experiment_status(self, total: int, created: int, failed: int,
                           too_many_failed: bool) -> dict[str, Any]:

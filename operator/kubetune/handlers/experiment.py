@@ -55,7 +55,7 @@ def _api_client() -> client.ApiClient:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger,
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
               **_: Any) -> None:
     ours = OperatorSettings.from_env()
     # Our own annotations and finalizer name, so kopf's bookkeeping reads as kubetune's.
@@ -110,7 +110,7 @@ def _changed(old: Any, new: Any) -> bool:
 
 @kopf.timer(GROUP, VERSION, EXPERIMENT_PLURAL, interval=TICK_SECONDS, initial_delay=0,
             backoff=max(5.0, 2 * TICK_SECONDS))
-def reconcile(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     ctx: OperatorContext = memo.kubetune
     started = time.monotonic()
     try:
@@ -134,7 +134,7 @@ def _check_template(spec: Any) -> None:
                         f"command/args names no search-space parameter; the parameters are: {names}")
 
 
-def _tick(ctx: OperatorContext, body: kopf.Body, logger: logging.Logger) -> None:
+def _tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
     meta, status = body["metadata"], dict(body.get("status") or {})
     name, namespace, generation = meta["name"], meta["namespace"], int(meta.get("generation", 1))
     if status.get("phase") in TERMINAL_PHASES and status.get("observedGeneration") == generation:
@@ -181,7 +181,7 @@ def _tick(ctx: OperatorContext, body: kopf.Body, logger: logging.Logger) -> None
 
 
 def _apply(ctx: OperatorContext, body: kopf.Body, spec: Any, plan: Plan,
-           trials: list[dict[str, Any]], logger: logging.Logger) -> None:
+           trials: list[dict[str, Any]], logger: kopf.Logger) -> None:
     gw = ctx.gateway
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -36,35 +36,35 @@ class Gateway:
         resp = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, TRIAL_PLURAL,
             label_selector=f"{EXPERIMENT_LABEL}={experiment}", _preload_content=False)
-        return list(json.loads(resp.data)["items"])
+        return list(json.loads(cast(Any, resp).data)["items"])
 
     def list_pods(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
         resp = self.core.list_namespaced_pod(
             namespace, label_selector=f"{EXPERIMENT_LABEL}={experiment}", _preload_content=False)
-        return list(json.loads(resp.data)["items"])
+        return list(json.loads(cast(Any, resp).data)["items"])
 
     # -- writes ------------------------------------------------------------------------
     def create_trial(self, body: Mapping[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
         try:
             self.count_write("create", "tunetrials")
-            return dict(self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, meta["namespace"], TRIAL_PLURAL, body))
+            return cast(dict[str, Any], self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, meta["namespace"], TRIAL_PLURAL, dict(body)))
         except ApiException as e:
             if e.status != 409:
                 raise
-            return dict(self.custom.get_namespaced_custom_object(
+            return cast(dict[str, Any], self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, meta["namespace"], TRIAL_PLURAL, meta["name"]))
 
     def get_trial(self, namespace: str, name: str) -> dict[str, Any]:
-        return dict(self.custom.get_namespaced_custom_object(
+        return cast(dict[str, Any], self.custom.get_namespaced_custom_object(
             GROUP, VERSION, namespace, TRIAL_PLURAL, name))
 
     def create_pod(self, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         try:
             self.count_write("create", "pods")
-            self.core.create_namespaced_pod(meta["namespace"], body)
+            self.core.create_namespaced_pod(meta["namespace"], cast(Any, body))
         except ApiException as e:
             if e.status != 409:
                 raise

@@ -118,7 +118,7 @@ def build_pod(
         "KUBETUNE_METRICS_PORT": str(metrics_port),
         "KUBETUNE_CHECKPOINT_DIR": f"{checkpoint_root}/{meta['namespace']}/{meta['name']}",
     }
-    ours.update({f"KUBETUNE_PARAM_{k}": v for k, v in flatten_params(params).items()})
+    ours.update({f"KUBETUNE_PARAM_{k}": v for k, v in flatten_params(dict(params)).items()})
     main["env"] = [{"name": k, "value": v} for k, v in ours.items() if k not in user_names] + user_env
     for key in ("command", "args"):
         if main.get(key):

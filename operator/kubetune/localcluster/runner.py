@@ -159,12 +159,12 @@ class Runner:
         m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
         if m:
             return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
-        return {
+        return str({
             "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
             "metadata.uid": meta["uid"], "spec.nodeName": pod["spec"].get("nodeName", ""),
             "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
             "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",
-        }.get(path, "")
+        }.get(path, ""))
 
     # -- pod lifecycle ------------------------------------------------------------------
     def reconcile(self, pod: dict[str, Any]) -> None:
@@ -352,7 +352,7 @@ class Runner:
             try:
                 if not resource_version:
                     pods = self.api.list_pod_for_all_namespaces(field_selector="spec.nodeName!=")
-                    resource_version = pods.metadata.resource_version
+                    resource_version = str(pods.metadata.resource_version)  # type: ignore[union-attr]
                     for pod in pods.items:
                         self.reconcile(self.api.api_client.sanitize_for_serialization(pod))
                 w = watch.Watch()
