@@ -67,33 +67,40 @@ def record_stream() -> list[Observation]:
     return stream
 
 
-def replay(stream: list[Observation]) -> tuple[float, int, int]:
-    """Feed the stream to a fresh scheduler; return seconds, rung records and stops."""
+def replay(stream: list[Observation]) -> tuple[float, int, int, int]:
+    """Feed the stream to a fresh scheduler.
+
+    Returns the seconds taken, the rung records made, and the trials stopped at
+    a rung and at max_t.
+    """
     scheduler = _scheduler()
     on_result = scheduler.on_result
     on_complete = scheduler.on_complete
-    stopped: set[str] = set()
+    stopped: dict[str, bool] = {}
     stop = Decision.STOP
     start = time.perf_counter()
     for trial, step, value in stream:
-        if on_result(trial, step, value).decision is stop and trial not in stopped:
-            stopped.add(trial)
+        verdict = on_result(trial, step, value)
+        if verdict.decision is stop and trial not in stopped:
+            stopped[trial] = verdict.rung is not None
             on_complete(trial, step, value)
     seconds = time.perf_counter() - start
     recorded = sum(row.recorded for row in scheduler.rung_table())
-    return seconds, recorded, len(stopped)
+    at_rung = sum(stopped.values())
+    return seconds, recorded, at_rung, len(stopped) - at_rung
 
 
 def main() -> None:
     stream = record_stream()
     trials = len({trial for trial, _, _ in stream})
-    seconds, recorded, stops = replay(stream)
+    seconds, recorded, at_rung, at_max_t = replay(stream)
     best = min([seconds] + [replay(stream)[0] for _ in range(2)])
     steps_only = _without_repeats(stream)
     steps_seconds = min(replay(steps_only)[0] for _ in range(3))
     print(
         f"ASHA (max_t=81, grace_period=1, reduction_factor=3): {len(stream):,} observations "
-        f"from {trials:,} trials, {recorded:,} rung records, {stops:,} trials stopped"
+        f"from {trials:,} trials; {recorded:,} rung records; {at_rung:,} trials stopped at "
+        f"a rung, {at_max_t:,} at max_t"
     )
     print(
         f"  total {seconds:.3f} s, {len(stream) / seconds:,.0f} observations/s "

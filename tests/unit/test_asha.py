@@ -387,6 +387,7 @@ def test_brackets_compare_only_within_the_bracket() -> None:
         ),
         ({"reduction_factor": 1}, r"reduction_factor must be a number > 1 \(got 1\)"),
         ({"reduction_factor": math.nan}, "reduction_factor must be a number > 1"),
+        ({"reduction_factor": 1.0001}, r"at most 1000 rungs .* \(got 1.0001, which makes 43947\)"),
         ({"brackets": 0}, r"brackets must be an integer >= 1 \(got 0\)"),
         ({"brackets": 6}, r"brackets must be <= 5, the number of rungs .* \(got 6\)"),
     ],

@@ -15,12 +15,17 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
-from ray.tune.schedulers import AsyncHyperBandScheduler as RayASHA
+from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.schedulers.trial_scheduler import TrialScheduler as RayDecision
 
-from kubetune.schedulers import AsyncHyperBandScheduler, Decision
+from kubetune.schedulers import AsyncHyperBandScheduler as OurASHA
+from kubetune.schedulers import Decision
+
+# Typed loosely: the trials handed to Ray are stand-ins, not ray.tune Trial objects.
+RayASHA: Any = AsyncHyperBandScheduler
 
 N_TRACES = 1000
 METRIC = "score"
@@ -87,8 +92,8 @@ def _run_trace(seed: int) -> tuple[dict[str, object], _Outcome]:
         "grace_period": grace_period,
         "max_t": max_t,
     }
-    ray = RayASHA(time_attr=TIME, metric=METRIC, **setting)  # type: ignore[arg-type]
-    ours = AsyncHyperBandScheduler(time_attr=TIME, metric=METRIC, **setting)  # type: ignore[arg-type]
+    ray = RayASHA(time_attr=TIME, metric=METRIC, **setting)
+    ours = OurASHA(time_attr=TIME, metric=METRIC, **setting)  # type: ignore[arg-type]
     pending = [
         _Run(
             trial_id=f"trace{seed}-{i}",
@@ -139,7 +144,7 @@ def _run_trace(seed: int) -> tuple[dict[str, object], _Outcome]:
 
 
 def _compare_rungs(
-    seed: int, ray: RayASHA, ours: AsyncHyperBandScheduler, trial_ids: list[str], outcome: _Outcome
+    seed: int, ray: Any, ours: OurASHA, trial_ids: list[str], outcome: _Outcome
 ) -> None:
     """The rung contents (maximise space) and the cutoffs must match exactly too."""
     metric_op = 1.0 if ours.mode == "max" else -1.0
@@ -197,7 +202,7 @@ def test_rung_milestones_are_rays(grace_period: int, max_t: int, reduction_facto
         grace_period=grace_period,
         reduction_factor=reduction_factor,
     )
-    ours = AsyncHyperBandScheduler(
+    ours = OurASHA(
         metric=METRIC,
         mode="max",
         max_t=max_t,
@@ -210,7 +215,7 @@ def test_rung_milestones_are_rays(grace_period: int, max_t: int, reduction_facto
 # Where we differ on purpose. Each test shows what Ray does, then what we do.
 
 
-def _pair(**kwargs: object) -> tuple[RayASHA, AsyncHyperBandScheduler]:
+def _pair(**kwargs: object) -> tuple[Any, OurASHA]:
     setting = {
         "metric": METRIC,
         "mode": "max",
@@ -219,12 +224,10 @@ def _pair(**kwargs: object) -> tuple[RayASHA, AsyncHyperBandScheduler]:
         "reduction_factor": 3,
     }
     setting.update(kwargs)
-    return RayASHA(**setting), AsyncHyperBandScheduler(**setting)  # type: ignore[arg-type]
+    return RayASHA(**setting), OurASHA(**setting)  # type: ignore[arg-type]
 
 
-def _feed(
-    ray: RayASHA, ours: AsyncHyperBandScheduler, trial: str, step: int, value: float
-) -> tuple[str, Decision]:
+def _feed(ray: Any, ours: OurASHA, trial: str, step: int, value: float) -> tuple[str, Decision]:
     handle = _RayTrial(trial)
     if trial not in ray._trial_info:
         ray.on_trial_add(None, handle)
@@ -232,7 +235,7 @@ def _feed(
     return ray_decision, ours.on_result(trial, step, value).decision
 
 
-def _ray_rung_of(ray: RayASHA, trial: str) -> dict[int, float]:
+def _ray_rung_of(ray: Any, trial: str) -> dict[int, float]:
     return {m: rec[trial] for m, rec in ray._brackets[0]._rungs if trial in rec}
 
 

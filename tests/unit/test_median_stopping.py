@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
-from ray.tune.schedulers import MedianStoppingRule as RayMedian
+from ray.tune.schedulers import MedianStoppingRule as _RayMedian
 from ray.tune.schedulers.trial_scheduler import TrialScheduler as RayDecision
 
 from kubetune.schedulers import Decision, MedianStoppingRule, RungRecord, make_scheduler
 
 MODES = ["max", "min"]
+
+# Typed loosely: the trials and controller handed to Ray are stand-ins.
+RayMedian: Any = _RayMedian
 
 
 def median_rule(mode: str = "max", **kwargs: object) -> MedianStoppingRule:

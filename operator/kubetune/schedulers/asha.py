@@ -77,6 +77,11 @@ class AsyncHyperBandScheduler(TrialScheduler):
             raise ValueError(f"reduction_factor must be a number > 1 (got {reduction_factor!r})")
         check_int("brackets", brackets, minimum=1)
         most = _rung_count(grace_period, max_t, reduction_factor, 0)
+        if most > _MAX_RUNGS:
+            raise ValueError(
+                f"reduction_factor must leave at most {_MAX_RUNGS} rungs between grace_period="
+                f"{grace_period} and max_t={max_t} (got {reduction_factor!r}, which makes {most})"
+            )
         if brackets > most:
             raise ValueError(
                 f"brackets must be <= {most}, the number of rungs with grace_period="
@@ -101,6 +106,12 @@ class AsyncHyperBandScheduler(TrialScheduler):
         return list(self._brackets[self._bracket_of(trial)].milestones)
 
     def on_result(self, trial: str, step: int, value: float) -> Verdict:
+        """Judge every rung this observation reaches, lowest first.
+
+        A trial that was stopped, completed or reached max_t gets STOP again and
+        records nothing; an observation that reaches no new rung gets the
+        previous answer again.
+        """
         st = self._state(trial)
         if st.stopped is not None:
             return st.stopped
@@ -260,12 +271,14 @@ class AsyncHyperBandScheduler(TrialScheduler):
             return f"{self.metric} is not finite {where}; counted as the worst value"
         value = self._fmt_value(record.value)
         if record.cutoff is None:
-            return f"{self.metric} {value} continues {where}: no cutoff there yet"
+            return f"{self.metric} {value} continues {where}: no finite cutoff there yet"
         op = self._comparison(record.decision)
         return f"{self.metric} {value} {op} cutoff {self._fmt_value(record.cutoff)} {where}"
 
 
 ASHAScheduler = AsyncHyperBandScheduler
+
+_MAX_RUNGS = 1000
 
 
 @dataclass(eq=False, slots=True)
