@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-unit test-integration test-e2e lint crds binaries cluster-up cluster-down clean
+.PHONY: dev test test-unit test-integration test-e2e lint helm-lint kind crds binaries system-deps venv cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ dev: $(STAMP) system-deps binaries
 test: $(STAMP) system-deps binaries
 	$(PY) -m pytest tests
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) binaries
 	$(PY) -m pytest -m unit tests/unit
 
 test-integration: $(STAMP) system-deps binaries
@@ -41,14 +41,22 @@ test-integration: $(STAMP) system-deps binaries
 test-e2e: $(STAMP) system-deps binaries
 	$(PY) -m pytest -m e2e tests
 
-lint: $(STAMP)
+lint: $(STAMP) helm-lint
 	$(VENV)/bin/ruff check operator tests benchmarks trainer_image
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 crds: $(STAMP)
 	$(PY) -m kubetune.api.crdgen crds
+	rm -f charts/kubetune/crds/*.yaml
 	cp crds/*.yaml charts/kubetune/crds/
+
+helm-lint: binaries
+	"$$(bash operator/kubetune/localcluster/build-binaries.sh)/helm" lint --strict charts/kubetune
+
+# With Docker: a kind cluster, the images, the chart and the example (see docs/install.md).
+kind:
+	bash hack/kind-up.sh
 
 cluster-up: $(STAMP) system-deps binaries
 	$(VENV)/bin/kubetune cluster up
