@@ -20,7 +20,30 @@ WANT=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok helm)
 complete() {
   for b in "${WANT[@]}"; do [ -x "$1/$b" ] || return 1; done
 }
-if complete "$BIN"; then echo "$BIN"; exit 0; fi
+# Prometheus with Kubernetes service discovery (Debian's package has none), for the
+# chart's scrape-config test; only that discovery is compiled in (build tags need v3.10+).
+build_prometheus() {
+  local P=${KUBETUNE_PROMETHEUS_VERSION:-v3.10.0}
+  [ -x "$BIN/prometheus" ] && return 0
+  [ -n "${KUBETUNE_BIN_DIR:-}" ] && return 0
+  echo "[kubetune build] building Prometheus $P with Kubernetes discovery" >&2
+  mkdir -p "$CACHE/src/prometheus-$P"
+  (
+    cd "$CACHE/src/prometheus-$P"
+    export GOFLAGS=-modcacherw GOTOOLCHAIN=local CGO_ENABLED=0
+    export GOPROXY=${GOPROXY_OVERRIDE:-$(go env GOPROXY | sed 's/,direct$//')}
+    printf 'module local.test/kubetuneprom\n\ngo 1.25.0\n' > go.mod
+    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/prometheus/prometheus/cmd/prometheus"\n' > tools.go
+    go get "github.com/prometheus/prometheus@v0.3${P#v3.}" >&2
+    go mod tidy >&2
+    go build -trimpath -tags "remove_all_sd enable_kubernetes_sd" \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=${P#v}" \
+      -o "$BIN/prometheus.tmp" github.com/prometheus/prometheus/cmd/prometheus >&2
+    mv "$BIN/prometheus.tmp" "$BIN/prometheus"
+  )
+}
+
+if complete "$BIN"; then build_prometheus; echo "$BIN"; exit 0; fi
 if [ -n "${KUBETUNE_BIN_DIR:-}" ]; then
   echo "KUBETUNE_BIN_DIR=$KUBETUNE_BIN_DIR lacks one of: ${WANT[*]}" >&2; exit 1
 fi
@@ -80,5 +103,6 @@ go build -trimpath -ldflags "$LD" -o "$BIN.tmp/" \
 for n in server v3; do [ -e "$BIN.tmp/$n" ] && mv "$BIN.tmp/$n" "$BIN.tmp/etcd"; done
 "$BIN.tmp/kube-apiserver" --version >&2
 rm -rf "$BIN" && mv "$BIN.tmp" "$BIN"
+build_prometheus
 log "built in $(( $(date +%s) - start ))s"
 echo "$BIN"
