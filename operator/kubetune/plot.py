@@ -1,0 +1,255 @@
+"""Learning curves of an experiment's trials: where they come from, and one PNG of them.
+
+A curve is the objective against the step (ASHA's time attribute). The full
+curve comes from Prometheus, which scraped every trial's gauges while it ran:
+one range query per experiment returns the step and metric series of all its
+trials, joined here on their shared scrape timestamps. Prometheus may be
+unreachable from where the command runs, or have dropped old data, so the
+values the operator persisted on each TuneTrial (the value at every rung it
+reached, and its final metrics) are merged in as well; they alone still draw
+a curve through the rungs, with every pruned trial ending at the rung that
+stopped it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+History = dict[int, dict[str, float]]
+"""step -> {metric: value} for one trial."""
+
+MAX_POINTS_PER_SERIES = 10_000  # Prometheus refuses range queries above 11,000 points per series
+
+
+class HistoryUnavailable(RuntimeError):
+    """Prometheus could not be queried; the message says why."""
+
+
+def history_selector(namespace: str, experiment: str) -> str:
+    """Every trial's step and metric gauges of one experiment (labels set from the pod)."""
+    return (f'{{__name__=~"kubetune_trial_(step|metric)",namespace="{namespace}",'
+            f'experiment="{experiment}"}}')
+
+
+def fetch_history(url: str, namespace: str, experiment: str, start: float, end: float,
+                  timeout: float = 10.0) -> dict[str, History]:
+    """Each trial's reported metrics by step, from one Prometheus range query."""
+    span = max(end - start, 1.0)
+    resolution = max(1, math.ceil(span / MAX_POINTS_PER_SERIES))
+    try:
+        response = requests.get(
+            f"{url.rstrip('/')}/api/v1/query_range",
+            params={"query": history_selector(namespace, experiment), "start": f"{start:.3f}",
+                    "end": f"{end:.3f}", "step": f"{resolution}s"},
+            timeout=timeout,
+        )
+        response.raise_for_status()
+        body = response.json()
+    except (requests.RequestException, ValueError) as e:
+        raise HistoryUnavailable(f"Prometheus at {url} could not be queried: {_reason(e)}") from None
+    if body.get("status") != "success":
+        raise HistoryUnavailable(f"Prometheus at {url} answered: {body.get('error', body)}")
+    return parse_history(body["data"]["result"])
+
+
+def _reason(error: Exception) -> str:
+    """The last, most specific part of a requests error ("[Errno 111] Connection refused")."""
+    text = str(error)
+    for marker in ("[Errno", "Read timed out", "Name or service not known"):
+        at = text.rfind(marker)
+        if at >= 0:
+            return text[at:].split("'")[0].split('"')[0].rstrip(")")
+    return text if len(text) < 160 else f"{type(error).__name__}"
+
+
+def parse_history(result: Sequence[Mapping[str, Any]]) -> dict[str, History]:
+    """Join step and metric series on their timestamps (one scrape holds both, consistently)."""
+    steps: dict[tuple[str, str], dict[float, int]] = {}
+    values: list[tuple[str, str, str, list[Any]]] = []
+    for series in result:
+        labels = series["metric"]
+        trial, pod = labels.get("trial"), labels.get("pod", "")
+        if not trial:
+            continue
+        if labels.get("__name__") == "kubetune_trial_step":
+            steps[(trial, pod)] = {float(t): int(float(v)) for t, v in series["values"]
+                                   if math.isfinite(float(v))}
+        elif "metric" in labels:
+            values.append((trial, pod, labels["metric"], series["values"]))
+    history: dict[str, History] = {}
+    for trial, pod, metric, samples in values:
+        at = steps.get((trial, pod), {})
+        for t, v in samples:
+            step, value = at.get(float(t)), float(v)
+            if step is not None and math.isfinite(value):
+                history.setdefault(trial, {}).setdefault(step, {})[metric] = value
+    return history
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def trial_history(trial: Mapping[str, Any], objective: str,
+                  scraped: History | None = None) -> History:
+    """Scraped points, completed with the rung values and final metrics kept on the TuneTrial."""
+    merged: History = {step: dict(m) for step, m in (scraped or {}).items()}
+    status = trial.get("status") or {}
+    for rung in status.get("rungs") or []:
+        value, step = _finite(rung.get("value")), rung.get("step") or rung.get("milestone")
+        if value is not None and isinstance(step, int):
+            merged.setdefault(step, {}).setdefault(objective, value)
+    step = status.get("step")
+    if isinstance(step, int):
+        for name, value in (status.get("metrics") or {}).items():
+            if _finite(value) is not None:
+                merged.setdefault(step, {}).setdefault(name, float(value))
+    return dict(sorted(merged.items()))
+
+
+@dataclass
+class TrialCurve:
+    """What the plot draws for one trial."""
+
+    name: str
+    index: int
+    state: str
+    points: list[tuple[int, float]]
+    pruned_at: tuple[int, float] | None = None
+
+
+def trial_curves(trials: Sequence[Mapping[str, Any]], histories: Mapping[str, History],
+                 metric: str) -> list[TrialCurve]:
+    curves = []
+    for trial in trials:
+        name = trial["metadata"]["name"]
+        status = trial.get("status") or {}
+        points = [(step, m[metric]) for step, m in sorted(histories.get(name, {}).items())
+                  if metric in m]
+        pruned = status.get("prunedAt")
+        pruned_at = None
+        if pruned:
+            step = pruned.get("step") or pruned.get("milestone")
+            value = _finite(pruned.get("value"))
+            if value is None and points:
+                value = points[-1][1]
+            if isinstance(step, int) and value is not None:
+                pruned_at = (step, value)
+                # The curve ends where the scheduler judged it.
+                points = [p for p in points if p[0] <= step] or [pruned_at]
+        curves.append(TrialCurve(name, int(trial.get("spec", {}).get("index", 0)),
+                                 str(status.get("state") or "Pending"), points, pruned_at))
+    return curves
+
+
+_STYLE = {
+    "Succeeded": {"color": "#4878a8", "alpha": 0.75, "linewidth": 1.3},
+    "Pruned": {"color": "#9a9a9a", "alpha": 0.7, "linewidth": 1.0},
+    "Failed": {"color": "#c44e52", "alpha": 0.6, "linewidth": 1.0, "linestyle": "--"},
+    "Running": {"color": "#55a868", "alpha": 0.9, "linewidth": 1.2, "linestyle": ":"},
+    "Pending": {"color": "#55a868", "alpha": 0.9, "linewidth": 1.2, "linestyle": ":"},
+}
+_BEST = "#dd8452"
+
+
+def render(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
+           histories: Mapping[str, History], path: Path | str, *, metric: str | None = None,
+           size: tuple[int, int] = (1200, 700), source: str = "") -> Path:
+    """Write the learning curves of `experiment` as a PNG of exactly `size` pixels."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    spec, status = experiment.get("spec") or {}, experiment.get("status") or {}
+    objective = spec.get("objective") or {}
+    metric = metric or objective.get("metric", "")
+    name = experiment["metadata"]["name"]
+    best = status.get("bestTrial") or {}
+    curves = trial_curves(trials, histories, metric)
+
+    dpi = 100
+    fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
+    ax = fig.add_subplot()
+    counts: dict[str, int] = {}
+    for curve in curves:
+        counts[curve.state] = counts.get(curve.state, 0) + 1
+        if curve.name == best.get("name") or not curve.points:
+            continue
+        steps, values = zip(*curve.points, strict=True)
+        ax.plot(steps, values, marker="." if len(steps) < 30 else None, markersize=4,
+                **_STYLE.get(curve.state, _STYLE["Pending"]))  # type: ignore[arg-type]
+        if curve.pruned_at is not None:
+            ax.plot(*curve.pruned_at, marker="x", color="#c44e52", markersize=9,
+                    markeredgewidth=2, zorder=4)
+        elif curve.state == "Succeeded":
+            ax.annotate(f"#{curve.index}", curve.points[-1], xytext=(4, 0),
+                        textcoords="offset points", fontsize=7, color="#4878a8", va="center")
+
+    milestones = [r for r in status.get("rungs") or [] if isinstance(r.get("milestone"), int)]
+    for rung in milestones:
+        ax.axvline(rung["milestone"], color="#cccccc", linewidth=0.8, linestyle="--", zorder=0)
+        cutoff = _finite(rung.get("cutoff"))
+        if cutoff is not None:
+            ax.plot(rung["milestone"], cutoff, marker="_", color="black", markersize=22,
+                    markeredgewidth=2, zorder=5)
+
+    best_curve = next((c for c in curves if c.name == best.get("name")), None)
+    if best_curve is not None and best_curve.points:
+        steps, values = zip(*best_curve.points, strict=True)
+        ax.plot(steps, values, color=_BEST, linewidth=3, marker="o", markersize=4, zorder=6)
+    best_value = _finite(best.get("metric"))
+    if best_value is not None and isinstance(best.get("step"), int):
+        ax.plot(best["step"], best_value, marker="*", color=_BEST, markersize=18,
+                markeredgecolor="black", zorder=7)
+
+    all_steps = [s for c in curves for s, _ in c.points]
+    if all_steps and max(all_steps) > 40 and min(all_steps) >= 1:
+        ax.set_xscale("log")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    time_attr = (spec.get("scheduler") or {}).get("timeAttr", "training_iteration")
+    ax.set_xlabel(f"step ({time_attr})")
+    ax.set_ylabel(f"{metric} ({'higher' if objective.get('mode') == 'max' else 'lower'} is better)")
+    summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+    ax.set_title(f"{name}: {metric} per step, {len(curves)} trials ({summary})", fontsize=12)
+    ax.grid(True, alpha=0.25)
+
+    handles = []
+    if best_curve is not None:
+        label = f"best: {best['name']} ({metric}={best_value:.4g})" if best_value is not None \
+            else f"best: {best['name']}"
+        handles.append(Line2D([], [], color=_BEST, linewidth=3, marker="*", markersize=12,
+                              markeredgecolor="black", label=label))
+    for state, label in (("Succeeded", "completed"), ("Pruned", "pruned"),
+                         ("Failed", "failed"), ("Running", "running")):
+        if counts.get(state):
+            handles.append(Line2D([], [], label=f"{label} ({counts[state]})",
+                                  **_STYLE[state]))  # type: ignore[arg-type]
+    if counts.get("Pruned"):
+        handles.append(Line2D([], [], color="#c44e52", marker="x", linestyle="",
+                              markersize=9, markeredgewidth=2,
+                              label="stopped by the scheduler at this rung"))
+    if any(_finite(r.get("cutoff")) is not None for r in milestones):
+        handles.append(Line2D([], [], color="black", marker="_", linestyle="", markersize=16,
+                              markeredgewidth=2, label="rung cutoff"))
+    if handles:
+        ax.legend(handles=handles, loc="best", fontsize=9, framealpha=0.9)
+    if source:
+        fig.text(0.99, 0.01, source, ha="right", va="bottom", fontsize=8, color="#777777")
+    fig.subplots_adjust(left=0.08, right=0.97, top=0.93, bottom=0.1)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi, format="png")
+    return out
+
+
+__all__ = ["History", "HistoryUnavailable", "TrialCurve", "fetch_history", "parse_history",
+           "render", "trial_curves", "trial_history"]
