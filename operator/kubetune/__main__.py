@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import threading
 
 from prometheus_client import start_http_server
 
@@ -41,8 +40,6 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = OperatorSettings.from_env()
     memo = kopf.Memo()
-    ready = threading.Event()
-    stop = threading.Event()
 
     @kopf.on.startup()
     def serve_metrics(memo: kopf.Memo, **_: object) -> None:
@@ -53,8 +50,6 @@ def main(argv: list[str] | None = None) -> None:
         namespaces=list(settings.namespaces),
         memo=memo,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
-        ready_flag=ready,
-        stop_flag=stop,
         standalone=True,
     ))
 

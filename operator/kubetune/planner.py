@@ -372,7 +372,8 @@ class _Tick:
     def observe_running(self, trial: TrialView, pod: PodView) -> None:
         obs = self.snapshot.get(trial.name) if self.snapshot is not None else None
         updates: dict[str, Any] = {}
-        if pod.phase == "Running" and trial.state != TrialState.RUNNING.value:
+        if pod.phase == "Running" and (trial.state != TrialState.RUNNING.value
+                                       or trial.status.get("podName") != pod.name):
             updates.update(state=TrialState.RUNNING.value, podName=pod.name, attempts=pod.attempt,
                            startTime=trial.status.get("startTime") or self.now)
             self.states[trial.name] = TrialState.RUNNING.value

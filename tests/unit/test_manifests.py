@@ -56,10 +56,17 @@ def test_pod_gets_hyperparameters_as_env_and_in_args_and_gpus_pass_through():
     assert env["KUBETUNE_PARAM_LR"] == "0.01"
     assert env["KUBETUNE_PARAM_OPTIMIZER_MOMENTUM"] == "0.9"
     assert env["KUBETUNE_MILESTONES"] == "1,3,9" and env["KUBETUNE_METRIC"] == "accuracy"
-    assert env["KUBETUNE_CHECKPOINT_DIR"].endswith("/ml/mnist-4")
+    assert env["KUBETUNE_CHECKPOINT_DIR"].endswith("/ml/mnist-e-uid/mnist-4")
     assert container["args"] == ["--lr=0.01", "--opt=sgd"]
     assert container["resources"] == {"limits": {"nvidia.com/gpu": "2"}}
     assert {"name": "metrics", "containerPort": 8000, "protocol": "TCP"} in container["ports"]
+
+
+def test_integer_quantities_become_strings():
+    template = json.loads(json.dumps(TEMPLATE))
+    template["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": 1, "cpu": 2}}
+    container = make_pod(template=template)["spec"]["containers"][0]
+    assert container["resources"] == {"limits": {"nvidia.com/gpu": "1", "cpu": "2"}}
 
 
 def test_template_env_wins_and_automount_can_be_turned_on():

@@ -37,7 +37,8 @@ def experiment(**over: Any) -> ExperimentView:
 def trial(index: int, state: str = "Running", rungs: list[dict[str, Any]] | None = None,
           **status: Any) -> TrialView:
     return TrialView(name=f"exp-{index}", index=index, params={"lr": 0.01},
-                     status={"state": state, "rungs": rungs or [], **status})
+                     status={"state": state, "rungs": rungs or [], "podName": f"exp-{index}-1",
+                             **status})
 
 
 def pod(index: int, phase: str = "Running", attempt: int = 1, message: str = "",
@@ -158,6 +159,13 @@ def test_a_trial_that_never_reported_the_objective_fails_with_a_reason():
                      [pod(0, "Succeeded", message=json.dumps({"metrics": {"loss": 1}}))], None, NOW)
     assert plan.trial_status["exp-0"]["state"] == "Failed"
     assert "without reporting 'accuracy'" in plan.trial_status["exp-0"]["message"]
+
+
+def test_a_retried_trial_points_at_its_current_pod():
+    plan = plan_tick(experiment(), [trial(0)], [pod(0, "Failed", 1, exit_code=1), pod(0, attempt=2)],
+                     {}, NOW)
+    assert plan.trial_status["exp-0"]["podName"] == "exp-0-2"
+    assert plan.trial_status["exp-0"]["attempts"] == 2
 
 
 def test_failed_pod_is_retried_with_a_new_pod_and_the_same_config():

@@ -8,6 +8,7 @@ two writes is repaired by the next tick, by this process or a new one.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -125,6 +126,27 @@ def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.kubetune.metrics.set_experiment(body["metadata"]["uid"], None, None)
 
 
+def _api_message(e: ApiException) -> str:
+    try:
+        return str(json.loads(e.body or "").get("message", e.reason))
+    except (TypeError, ValueError):
+        return str(e.reason)
+
+
+def _fail_invalid(ctx: OperatorContext, body: kopf.Body, error: SpecError,
+                  logger: kopf.Logger) -> None:
+    meta = body["metadata"]
+    message = f"invalid spec: {error}"
+    ctx.gateway.patch_experiment_status(meta["namespace"], meta["name"], {
+        "phase": "Failed", "message": message, "observedGeneration": int(meta.get("generation", 1)),
+        "conditions": [{"type": "SpecValid", "status": "False", "reason": "InvalidSpec",
+                        "message": message, "lastTransitionTime": _now()}],
+    })
+    kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
+    ctx.metrics.set_experiment(meta["uid"], "Failed", Counter())
+    logger.warning("%s", message)
+
+
 def _check_template(spec: Any) -> None:
     params = BasicVariantSampler.from_spec(spec).config(0)
     unknown = manifests.unknown_param_references(spec.trial_template.pod_template(), params)
@@ -145,15 +167,7 @@ def _tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
         spec = validate_experiment_spec(dict(body.get("spec") or {}))
         _check_template(spec)
     except SpecError as e:
-        message = f"invalid spec: {e}"
-        gw.patch_experiment_status(namespace, name, {
-            "phase": "Failed", "message": message, "observedGeneration": generation,
-            "conditions": [{"type": "SpecValid", "status": "False", "reason": "InvalidSpec",
-                            "message": message, "lastTransitionTime": _now()}],
-        })
-        kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
-        ctx.metrics.set_experiment(meta["uid"], "Failed", Counter())
-        logger.warning("%s", message)
+        _fail_invalid(ctx, body, e, logger)
         return
 
     trials = gw.list_trials(namespace, name)
@@ -177,7 +191,10 @@ def _tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
                           status=status)
     plan = plan_tick(view, [TrialView.from_body(t) for t in trials], pod_views, snapshot,
                      _now(), metrics_error)
-    _apply(ctx, body, spec, plan, trials, logger)
+    try:
+        _apply(ctx, body, spec, plan, trials, logger)
+    except SpecError as e:
+        _fail_invalid(ctx, body, e, logger)
 
 
 def _apply(ctx: OperatorContext, body: kopf.Body, spec: Any, plan: Plan,
@@ -201,10 +218,18 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: Any, plan: Plan,
         by_name[created["metadata"]["name"]] = created
     for new_pod in plan.new_pods:
         trial_body = by_name.get(new_pod.trial) or gw.get_trial(namespace, new_pod.trial)
-        gw.create_pod(manifests.build_pod(
+        pod_body = manifests.build_pod(
             template=spec.trial_template.pod_template(), trial=trial_body, attempt=new_pod.attempt,
             params=new_pod.params, objective_metric=spec.objective.metric,
-            milestones=new_pod.milestones, metrics_port=spec.metrics_port))
+            milestones=new_pod.milestones, metrics_port=spec.metrics_port)
+        try:
+            gw.create_pod(pod_body)
+        except ApiException as e:
+            if e.status not in (400, 422):
+                raise
+            # The template itself is wrong: say so on the resource instead of retrying forever.
+            raise SpecError("spec.trialTemplate", "the apiserver rejected trial pod "
+                            f"{pod_body['metadata']['name']}: {_api_message(e)}") from e
     # 3. Events and the experiment's status.
     for ev in plan.events:
         if ev.kind == "TuneExperiment":

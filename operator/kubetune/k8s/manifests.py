@@ -108,6 +108,9 @@ def build_pod(
     user_names = {e.get("name") for e in user_env}
     checkpoint_root = next((e.get("value") for e in user_env
                             if e.get("name") == "KUBETUNE_CHECKPOINT_ROOT"), "/tmp/kubetune-checkpoints")
+    # The experiment's uid keeps a rerun under the same name from resuming old checkpoints.
+    owner_uid = next((o.get("uid", "") for o in meta.get("ownerReferences") or []), "")
+    run = f"{experiment}-{owner_uid[:8]}" if owner_uid else experiment
     ours = {
         "KUBETUNE_CONFIG": json.dumps(dict(params), sort_keys=True),
         "KUBETUNE_EXPERIMENT": experiment,
@@ -116,13 +119,19 @@ def build_pod(
         "KUBETUNE_METRIC": objective_metric,
         "KUBETUNE_MILESTONES": ",".join(str(m) for m in milestones),
         "KUBETUNE_METRICS_PORT": str(metrics_port),
-        "KUBETUNE_CHECKPOINT_DIR": f"{checkpoint_root}/{meta['namespace']}/{meta['name']}",
+        "KUBETUNE_CHECKPOINT_DIR": f"{checkpoint_root}/{meta['namespace']}/{run}/{meta['name']}",
     }
     ours.update({f"KUBETUNE_PARAM_{k}": v for k, v in flatten_params(dict(params)).items()})
     main["env"] = [{"name": k, "value": v} for k, v in ours.items() if k not in user_names] + user_env
     for key in ("command", "args"):
         if main.get(key):
             main[key] = [substitute_params(str(a), params) for a in main[key]]
+    for container in containers:
+        resources = container.get("resources") or {}
+        for kind in ("limits", "requests"):
+            if isinstance(resources.get(kind), dict):
+                # Quantities are strings in the Pod API; `nvidia.com/gpu: 1` from YAML is an int.
+                resources[kind] = {k: str(v) for k, v in resources[kind].items()}
     ports = list(main.get("ports") or [])
     if not any(p.get("name") == "metrics" or p.get("containerPort") == metrics_port for p in ports):
         ports.append({"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"})
