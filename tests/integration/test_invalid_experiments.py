@@ -4,6 +4,7 @@ with a message naming the field, while other experiments keep running."""
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import pytest
@@ -103,9 +104,17 @@ def test_invalid_experiments_fail_with_the_field_named_and_others_keep_running(
         assert words in status["message"], (name, status["message"])
         cond = next(c for c in status["conditions"] if c["type"] == "SpecValid")
         assert cond["status"] == "False" and cond["reason"] == "InvalidSpec"
-    events = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
-    invalid = [e for e in events if e.reason == "InvalidSpec"]
-    assert {e.involved_object.name for e in invalid} == {c[0] for c in FAILED_BY_OPERATOR}
+    expected = {c[0] for c in FAILED_BY_OPERATOR}
+
+    def invalid_events() -> list[Any]:
+        events = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+        found = [e for e in events if e.reason == "InvalidSpec"]
+        return found if {e.involved_object.name for e in found} == expected else []
+
+    # kopf posts Events from a queue, a moment after the status is written.
+    invalid = wait_for(invalid_events, timeout=30, what="one InvalidSpec Event per experiment")
+    time.sleep(3)  # several more ticks
+    invalid = invalid_events()
     # Not retried in a loop: one Event per invalid experiment, however many ticks pass.
     assert all((e.count or 1) == 1 for e in invalid)
     ok = wait_for(lambda: _status(api_client, namespace, "base").get("phase") == "Succeeded" or None,
