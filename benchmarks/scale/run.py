@@ -1,0 +1,372 @@
+"""One scale scenario from start to teardown, and the figures it yields.
+
+The cluster is started once for all scenarios; each scenario gets its own
+namespace(s) and a fresh operator process (so its counters and peak memory are
+its own), and the apiserver's request counters are read before and after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import statistics
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from kubernetes import client, config
+from tests.support.operator import OperatorProcess, install_crds
+
+from benchmarks.scale.observe import (
+    ClusterWatch,
+    Sampler,
+    apiserver_metrics,
+    apiserver_requests,
+    first_rung_samples,
+    parse_metrics,
+    profile_summary,
+)
+from kubetune.localcluster import ClusterConfig, LocalCluster
+
+if TYPE_CHECKING:
+    from benchmarks.scale.__main__ import Scenario
+
+GROUP, VERSION = "kubetune.io", "v1alpha1"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    nodes: int = 32
+    gpus_per_node: int = 8
+    tick: float = 2.0
+    scrape_interval: str = "1s"
+    py_spy: str = ""
+    """A py-spy binary: when set, the operator is sampled (20 Hz, idle included) throughout."""
+
+
+def simulated_experiment(name: str, s: Scenario, checkpoints: Path) -> dict[str, Any]:
+    """A TuneExperiment of simulated trainer trials, each asking for one GPU."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "TuneExperiment",
+        "metadata": {"name": name},
+        "spec": {
+            "objective": {"metric": "accuracy", "mode": "max"},
+            "searchSpace": {
+                "lr": {"loguniform": [1.0e-4, 1.0]},
+                "optimizer": {"choice": ["sgd", "adam"]},
+                "hidden_size": {"choice": [16, 32, 64, 128, 256]},
+                "layers": {"randint": [1, 4]},
+                "dropout": {"uniform": [0.0, 0.5]},
+                "batch_size": {"choice": [32, 64, 128, 256]},
+                "momentum": {"uniform": [0.5, 0.99]},
+                "epochs": {"value": s.max_t},
+            },
+            "searchAlgorithm": {"type": "random", "seed": 7},
+            "numSamples": s.trials,
+            "maxConcurrentTrials": s.concurrency,
+            "scheduler": {"type": "asha", "maxT": s.max_t, "gracePeriod": 1, "reductionFactor": 3},
+            "pruneGracePeriodSeconds": 5,
+            "trialTemplate": {"spec": {"containers": [{
+                "name": "trainer", "image": "kubetune-trainer:0.1.0",
+                "command": ["python", "-m", "kubetune_trainer", "--dataset", "simulated",
+                            "--seconds-per-step", str(s.seconds_per_step), "--log-level", "WARNING"],
+                "env": [{"name": "KUBETUNE_LINGER_SECONDS", "value": "5"},
+                        {"name": "KUBETUNE_CHECKPOINT_ROOT", "value": str(checkpoints)}],
+                "resources": {"limits": {"nvidia.com/gpu": "1"}},
+            }]}},
+        },
+    }
+
+
+def _create_namespace(core: client.CoreV1Api, name: str) -> None:
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        accounts = core.list_namespaced_service_account(name).items
+        if any(sa.metadata is not None and sa.metadata.name == "default" for sa in accounts):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"namespace {name} has no default ServiceAccount after 30s")
+
+
+def run_scenarios(scenarios: Sequence[Scenario], settings: ClusterSettings, work: Path,
+                  timeout: float) -> Iterator[dict[str, Any]]:
+    cluster = LocalCluster(ClusterConfig(state_dir=work / "cluster", nodes=settings.nodes,
+                                         gpus_per_node=settings.gpus_per_node,
+                                         scrape_interval=settings.scrape_interval))
+    try:
+        up = cluster.up()
+        print(f"local control plane up in {up:.1f}s: {settings.nodes} nodes x "
+              f"{settings.gpus_per_node} GPUs", flush=True)
+        api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(cluster.kubeconfig))
+        install_crds(api)
+        for scenario in scenarios:
+            yield run_scenario(cluster, api, scenario, settings, work, timeout)
+    finally:
+        cluster.down()
+
+
+def run_scenario(cluster: LocalCluster, api: client.ApiClient, s: Scenario,
+                 settings: ClusterSettings, work: Path, timeout: float) -> dict[str, Any]:
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    namespace = f"scale-{s.name}-{int(time.time())}"
+    _create_namespace(core, namespace)
+    log_dir = work / namespace
+    log_dir.mkdir(parents=True)
+    operator = OperatorProcess(cluster, log_dir, tick=settings.tick)
+    watcher = ClusterWatch(api, [namespace])
+    sampler: Sampler | None = None
+    profiler: subprocess.Popen[bytes] | None = None
+    profile_file = log_dir / "operator-profile.txt"
+    metrics_text = ""
+    names = [f"x{i:02d}" if s.experiments > 1 else "big" for i in range(s.experiments)]
+    try:
+        operator.start()
+        assert operator.proc is not None
+        pids = {"operator": operator.proc.pid, **cluster.state.pids}
+        watcher.start()
+        if settings.py_spy:
+            profiler = subprocess.Popen(
+                [settings.py_spy, "record", "--idle", "--nonblocking", "--rate", "20",
+                 "--format", "raw", "--output", str(profile_file), "--pid", str(operator.proc.pid)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def counters() -> dict[str, float]:
+            m = parse_metrics(operator.metrics())
+            return {"queries": m.get("kubetune_prometheus_queries_total", 0.0),
+                    "ticks": m.get("kubetune_reconcile_ticks_total", 0.0),
+                    "writes": sum(v for k, v in m.items()
+                                  if k.startswith("kubetune_api_writes_total")),
+                    "trials": float(len(watcher.trials))}
+
+        sampler = Sampler(pids, period=1.0, counters=counters).start()
+        api_before = apiserver_requests(apiserver_metrics(api))
+        started = time.time()
+        print(f"[{s.name}] {s.experiments} experiment(s) x {s.trials} trials, "
+              f"{s.concurrency} concurrent each, in {namespace}", flush=True)
+        for name in names:
+            custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "tuneexperiments",
+                simulated_experiment(name, s, work / "checkpoints"))
+        finished = _wait(custom, namespace, names, started, timeout, watcher)
+        ended = time.time()
+        time.sleep(3 * settings.tick)  # let the last ticks and deletions land
+        with contextlib.suppress(Exception):
+            metrics_text = operator.metrics()
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        watcher.stop()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                profiler.wait(timeout=60)
+            if profiler.poll() is None:
+                profiler.kill()
+        operator.kill()
+    api_after = apiserver_requests(apiserver_metrics(api))
+    events = core.list_namespaced_event(namespace).items
+    experiments = _items(custom.list_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                              "tuneexperiments"))
+    window = int(time.time() - started) + 120
+    rung_first: dict[tuple[str, int], float] = {}
+    for name in names:
+        rung_first.update(first_rung_samples(cluster.prometheus_url, namespace, name, window))
+    assert sampler is not None
+    result = summarise(s, settings, namespace, started, ended, finished, watcher, sampler,
+                       parse_metrics(metrics_text) if metrics_text else {},
+                       api_before, api_after, events, experiments, rung_first)
+    if profile_file.exists():
+        result["operator_profile"] = profile_summary(profile_file.read_text())
+    print(f"[{s.name}] done in {ended - started:.0f}s: {json_line(result)}", flush=True)
+    with contextlib.suppress(Exception):
+        core.delete_namespace(namespace)
+    return result
+
+
+def _wait(custom: client.CustomObjectsApi, namespace: str, names: Sequence[str], started: float,
+          timeout: float, watcher: ClusterWatch) -> bool:
+    last_report = 0.0
+    while time.time() - started < timeout:
+        items = _items(custom.list_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                            "tuneexperiments"))
+        phases = Counter((i.get("status") or {}).get("phase", "Pending") for i in items)
+        if len(items) == len(names) and phases["Succeeded"] + phases["Failed"] == len(names):
+            return True
+        if time.time() - last_report > 30:
+            with watcher.lock:
+                states = Counter(t.state or "Pending" for t in watcher.trials.values())
+            print(f"  {time.time() - started:5.0f}s trials {dict(states)} experiments "
+                  f"{dict(phases)}", flush=True)
+            last_report = time.time()
+        time.sleep(2)
+    return False
+
+
+def _items(listing: object) -> list[dict[str, Any]]:
+    return list(cast(dict[str, Any], listing)["items"])
+
+
+def json_line(result: dict[str, Any]) -> str:
+    keys = ("trials_started_per_second", "decision_latency_p50", "decision_latency_p99",
+            "api_writes_per_trial", "queries_per_experiment_tick", "operator_peak_rss_mib",
+            "operator_cpu_seconds")
+    return ", ".join(f"{k}={result.get(k)}" for k in keys)
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    lo = int(position)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (position - lo)
+
+
+def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: float,
+              ended: float, finished: bool, watcher: ClusterWatch, sampler: Sampler,
+              op_metrics: dict[str, float], api_before: dict[tuple[str, str, str], float],
+              api_after: dict[tuple[str, str, str], float], events: list[Any],
+              experiments: list[dict[str, Any]], rung_first: dict[tuple[str, int], float],
+              ) -> dict[str, Any]:
+    pods = dict(watcher.pods)
+    trials = dict(watcher.trials)
+    total_trials = s.experiments * s.trials
+    created = sorted(p.created for p in pods.values() if p.created is not None)
+    states = Counter(t.state for t in trials.values())
+
+    # Decision latency: rung value's first sample in Prometheus -> the pod's deletionTimestamp.
+    latency_delete: list[float] = []
+    latency_gone: list[float] = []
+    missing = 0
+    for key, t in trials.items():
+        if t.state != "Pruned" or not t.pruned_at:
+            continue
+        trial = key.split("/", 1)[1]
+        first = rung_first.get((trial, int(t.pruned_at["milestone"])))
+        pod = next((p for name, p in pods.items()
+                    if name.startswith(f"{namespace}/{trial}-") and p.deleting is not None), None)
+        if first is None or pod is None or pod.deleting is None:
+            missing += 1
+            continue
+        latency_delete.append(pod.deleting - first)
+        if pod.gone is not None:
+            latency_gone.append(pod.gone - first)
+
+    # API writes: the operator's own counters, plus the Events it posted.
+    writes = {k.split("{", 1)[1].rstrip("}"): v for k, v in op_metrics.items()
+              if k.startswith("kubetune_api_writes_total")}
+    operator_events = [e for e in events if (e.source and e.source.component == "kopf")
+                       or (e.reporting_component or "") == "kopf"]
+    event_count = len(operator_events) or len(events)
+    write_total = sum(writes.values()) + event_count
+    per_trial_status = [t.events.get("MODIFIED", 0) for t in trials.values()]
+    # Per trial: its create, its status patches (each changed the object, so each is a
+    # MODIFIED event), its pods' creates and the operator's deletes, and its Events.
+    events_per_object = Counter(e.involved_object.name for e in operator_events
+                                if e.involved_object is not None)
+    pods_per_trial: Counter[str] = Counter()
+    deletes_per_trial: Counter[str] = Counter()
+    for name, p in pods.items():
+        trial = name.split("/", 1)[1].rsplit("-", 1)[0]
+        pods_per_trial[trial] += 1
+        deletes_per_trial[trial] += p.deleting is not None
+    per_trial_writes = []
+    for key, t in trials.items():
+        trial = key.split("/", 1)[1]
+        per_trial_writes.append(t.events.get("ADDED", 0) + t.events.get("MODIFIED", 0)
+                                + pods_per_trial[trial] + deletes_per_trial[trial]
+                                + events_per_object[trial])
+    api_delta = {f"{verb} {res}{('/' + sub) if sub else ''}": api_after.get((verb, res, sub), 0.0)
+                 - api_before.get((verb, res, sub), 0.0)
+                 for (verb, res, sub) in api_after
+                 if api_after.get((verb, res, sub), 0.0) - api_before.get((verb, res, sub), 0.0) > 0}
+
+    # The operator's process: CPU time, memory, over time.
+    samples = sampler.samples
+    op_cpu = [x.cpu["operator"] for x in samples if "operator" in x.cpu]
+    first_s, last_s = samples[0], samples[-1]
+    wall = last_s.t - first_s.t
+    components = {name: round(last_s.cpu.get(name, 0.0) - first_s.cpu.get(name, 0.0), 1)
+                  for name in last_s.cpu}
+    busy = (last_s.system_busy - first_s.system_busy) / max(1.0, last_s.system_total - first_s.system_total)
+    queries = op_metrics.get("kubetune_prometheus_queries_total", 0.0)
+    ticks = op_metrics.get("kubetune_reconcile_ticks_total", 0.0)
+    rec_sum = op_metrics.get("kubetune_reconcile_duration_seconds_sum", 0.0)
+    rec_count = op_metrics.get("kubetune_reconcile_duration_seconds_count", 0.0)
+    buckets = sorted((float(k.split('le="')[1].split('"')[0]), v) for k, v in op_metrics.items()
+                     if k.startswith("kubetune_reconcile_duration_seconds_bucket"))
+    window = [t for t in created if t <= ended]
+    rate_10s = 0.0
+    j = 0
+    for i in range(len(window)):
+        while window[i] - window[j] > 10.0:
+            j += 1
+        rate_10s = max(rate_10s, (i - j + 1) / 10.0)
+    phases = Counter((e.get("status") or {}).get("phase") for e in experiments)
+    return {
+        "scenario": asdict(s), "cluster": asdict(settings), "namespace": namespace,
+        "finished": finished, "duration_seconds": round(ended - started, 1),
+        "experiment_phases": dict(phases),
+        "trials_total": total_trials, "trial_states": dict(states), "pods_created": len(created),
+        "trials_started_per_second": round(len(created) / max(1e-9, created[-1] - started), 2)
+        if created else None,
+        "trials_started_peak_10s": rate_10s,
+        "seconds_to_first_pod": round(created[0] - started, 2) if created else None,
+        "decision_latency_samples": len(latency_delete), "decision_latency_missing": missing,
+        "decision_latency_p50": _round(_quantile(latency_delete, 0.5)),
+        "decision_latency_p90": _round(_quantile(latency_delete, 0.9)),
+        "decision_latency_p99": _round(_quantile(latency_delete, 0.99)),
+        "decision_latency_max": _round(max(latency_delete, default=None)),
+        "pod_gone_latency_p50": _round(_quantile(latency_gone, 0.5)),
+        "pod_gone_latency_p99": _round(_quantile(latency_gone, 0.99)),
+        "decision_latency_list": [round(x, 3) for x in latency_delete],
+        "api_writes": writes, "operator_events": event_count,
+        "api_writes_per_trial": round(write_total / total_trials, 2),
+        "api_writes_per_trial_without_events": round(sum(writes.values()) / total_trials, 2),
+        "trial_status_changes_per_trial": {
+            "mean": round(statistics.fmean(per_trial_status), 2) if per_trial_status else None,
+            "max": max(per_trial_status, default=None),
+            "histogram": dict(sorted(Counter(per_trial_status).items()))},
+        "writes_per_trial_distribution": {
+            "mean": round(statistics.fmean(per_trial_writes), 2) if per_trial_writes else None,
+            "p99": _quantile(per_trial_writes, 0.99), "max": max(per_trial_writes, default=None),
+            "histogram": dict(sorted(Counter(per_trial_writes).items()))},
+        "apiserver_requests_delta": dict(sorted(api_delta.items())),
+        "prometheus_queries": queries, "reconcile_ticks": ticks,
+        "queries_per_experiment_tick": round(queries / ticks, 3) if ticks else None,
+        "reconcile_seconds_mean": round(rec_sum / rec_count, 4) if rec_count else None,
+        "reconcile_duration_buckets": buckets,
+        "operator_cpu_seconds": round(op_cpu[-1] - op_cpu[0], 1) if len(op_cpu) > 1 else None,
+        "operator_cpu_per_trial_ms": round(1000 * (op_cpu[-1] - op_cpu[0]) / total_trials, 1)
+        if len(op_cpu) > 1 else None,
+        "operator_peak_rss_mib": round(sampler.peak_rss.get("operator", 0) / 2**20, 1),
+        "component_cpu_seconds": components,
+        "component_peak_rss_mib": {k: round(v / 2**20, 1) for k, v in sampler.peak_rss.items()},
+        "machine_busy_fraction": round(busy, 3), "machine_cpus": _cpus(),
+        "wall_seconds_sampled": round(wall, 1),
+        "peak_trial_processes": max((x.trial_processes for x in samples), default=0),
+        "peak_trial_rss_mib": round(max((x.trial_rss for x in samples), default=0) / 2**20, 1),
+        "timeline": [{"t": round(x.t - started, 1), "operator_cpu": x.cpu.get("operator"),
+                      "operator_rss_mib": round(x.rss.get("operator", 0) / 2**20, 1),
+                      "trial_processes": x.trial_processes, "loadavg": x.loadavg,
+                      "busy": x.system_busy, "total": x.system_total, **x.counters}
+                     for x in samples],
+    }
+
+
+def _round(x: float | None, digits: int = 3) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
