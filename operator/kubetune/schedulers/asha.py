@@ -45,6 +45,7 @@ from kubetune.schedulers.base import (
     RungSummary,
     TrialScheduler,
     Verdict,
+    check_budget,
     check_int,
 )
 
@@ -62,12 +63,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
         brackets: int = 1,
     ) -> None:
         super().__init__(metric=metric, mode=mode, time_attr=time_attr)
-        check_int("max_t", max_t, minimum=1)
-        check_int("grace_period", grace_period, minimum=1)
-        if grace_period > max_t:
-            raise ValueError(
-                f"grace_period must be <= max_t (got grace_period={grace_period}, max_t={max_t})"
-            )
+        check_budget(max_t, grace_period)
         if (
             isinstance(reduction_factor, bool)
             or not isinstance(reduction_factor, int | float)

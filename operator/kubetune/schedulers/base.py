@@ -192,6 +192,16 @@ def check_int(name: str, value: object, *, minimum: int) -> int:
     return value
 
 
+def check_budget(max_t: int, grace_period: int) -> None:
+    """Validate the (max_t, grace_period) pair every early-stopping rule shares."""
+    check_int("max_t", max_t, minimum=1)
+    check_int("grace_period", grace_period, minimum=1)
+    if grace_period > max_t:
+        raise ValueError(
+            f"grace_period must be <= max_t (got grace_period={grace_period}, max_t={max_t})"
+        )
+
+
 def _as_int(name: str, value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(f"rung record {name} must be an integer (got {value!r})")

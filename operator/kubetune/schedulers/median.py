@@ -39,6 +39,7 @@ from kubetune.schedulers.base import (
     RungSummary,
     TrialScheduler,
     Verdict,
+    check_budget,
     check_int,
 )
 
@@ -55,12 +56,7 @@ class MedianStoppingRule(TrialScheduler):
         min_samples_required: int = 3,
     ) -> None:
         super().__init__(metric=metric, mode=mode, time_attr=time_attr)
-        check_int("max_t", max_t, minimum=1)
-        check_int("grace_period", grace_period, minimum=1)
-        if grace_period > max_t:
-            raise ValueError(
-                f"grace_period must be <= max_t (got grace_period={grace_period}, max_t={max_t})"
-            )
+        check_budget(max_t, grace_period)
         check_int("min_samples_required", min_samples_required, minimum=1)
         self.max_t = max_t
         self.grace_period = grace_period
