@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,19 @@ import numpy as np
 
 
 def load(out: Path) -> list[dict[str, Any]]:
-    runs = [json.loads(p.read_text()) for p in sorted(out.glob("scale_*.json"))]
+    runs = []
+    for path in sorted(out.glob("scale_*.json")):
+        run = json.loads(path.read_text())
+        run["tag"] = path.stem.split("-", 1)[1] if "-" in path.stem else ""
+        runs.append(run)
     return sorted(runs, key=lambda r: (r["scenario"]["name"], r["trials_total"],
                                        r["scenario"]["concurrency"]))
 
 
 def label(r: dict[str, Any]) -> str:
     s = r["scenario"]
-    return f"{s['experiments']}x{s['trials']} trials, {s['experiments'] * s['concurrency']} concurrent"
+    tag = f" ({r['tag']})" if r.get("tag") else ""
+    return f"{s['experiments']}x{s['trials']} trials, {s['experiments'] * s['concurrency']} concurrent{tag}"
 
 
 def _scrape_seconds(r: dict[str, Any]) -> float:
@@ -92,6 +98,25 @@ def tables(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def queries_per_tick_by_size(r: dict[str, Any], bins: int = 12) -> tuple[list[float], list[float]]:
+    """Queries per tick over windows in which each experiment grew by about 1/bins of its trials."""
+    tl = [x for x in r["timeline"] if "ticks" in x]
+    per_exp = np.array([x["trials"] / r["scenario"]["experiments"] for x in tl])
+    xs: list[float] = []
+    ys: list[float] = []
+    edges = np.linspace(0, r["scenario"]["trials"], bins + 1)
+    for lo, hi in itertools.pairwise(edges):
+        idx = np.nonzero((per_exp >= lo) & (per_exp < hi if hi < edges[-1] else per_exp <= hi))[0]
+        if len(idx) < 2:
+            continue
+        first, last = tl[idx[0]], tl[idx[-1]]
+        ticks = last["ticks"] - first["ticks"]
+        if ticks > 0:
+            xs.append(float(per_exp[idx].mean()))
+            ys.append((last["queries"] - first["queries"]) / ticks)
+    return xs, ys
+
+
 def figures(runs: list[dict[str, Any]], out: Path) -> list[Path]:
     if not runs:
         return []
@@ -120,15 +145,12 @@ def figures(runs: list[dict[str, Any]], out: Path) -> list[Path]:
 
     ax = axes[1][0]
     for r in runs:
-        tl = [x for x in r["timeline"] if x.get("ticks")]
-        per_exp = [x["trials"] / r["scenario"]["experiments"] for x in tl]
-        dq = np.diff([x["queries"] for x in tl])
-        dt = np.diff([x["ticks"] for x in tl])
-        ratio = np.where(dt > 0, dq / np.maximum(dt, 1), np.nan)
-        ax.plot(per_exp[1:], ratio, ".", markersize=3, label=label(r))
+        xs, ys = queries_per_tick_by_size(r)
+        ax.plot(xs, ys, "o-", markersize=3, label=label(r))
+    ax.set_xscale("log")
     ax.set_xlabel("trials created per experiment so far")
-    ax.set_ylabel("PromQL queries per experiment tick (1 s windows)")
-    ax.set_ylim(0, 2)
+    ax.set_ylabel("PromQL queries / experiment ticks")
+    ax.set_ylim(0, 1.5)
     ax.set_title("Queries per tick as experiments grow")
     ax.legend(fontsize=7)
 
