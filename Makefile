@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 # The control plane's binaries, built from the Go module proxy and cached outside the checkout.
 binaries:
-	bash operator/kubetune/localcluster/build-binaries.sh
+	bash operator/kubetune/devcluster/build-binaries.sh
 
 # System packages the local control plane needs (Prometheus from Debian).
 system-deps:
@@ -52,7 +52,7 @@ crds: $(STAMP)
 	cp crds/*.yaml charts/kubetune/crds/
 
 helm-lint: binaries
-	"$$(bash operator/kubetune/localcluster/build-binaries.sh)/helm" lint --strict charts/kubetune
+	"$$(bash operator/kubetune/devcluster/build-binaries.sh)/helm" lint --strict charts/kubetune
 
 # With Docker: a kind cluster, the images, the chart and the example (see docs/install.md).
 kind:

@@ -24,7 +24,7 @@ import tempfile  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
-from kubetune.localcluster import ClusterConfig, LocalCluster  # noqa: E402
+from kubetune.devcluster import ClusterConfig, LocalCluster  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import tempfile
 import time
 
 from kubetune.api import validate_experiment_spec
-from kubetune.planner import ExperimentView, PodView, TrialView, plan_tick
-from kubetune.promql import TrialMetrics
+from kubetune.controller.planner import ExperimentView, PodView, TrialView, plan_tick
+from kubetune.controller.prometheus import TrialMetrics
 
 PROFILE = tempfile.mktemp(suffix='.prof')
 raw = {"objective": {"metric": "accuracy", "mode": "max"},

@@ -30,7 +30,7 @@ from benchmarks.scale.observe import (
     parse_metrics,
     profile_summary,
 )
-from kubetune.localcluster import ClusterConfig, LocalCluster
+from kubetune.devcluster import ClusterConfig, LocalCluster
 
 if TYPE_CHECKING:
     from benchmarks.scale.__main__ import Scenario

@@ -1,30 +1,57 @@
 """kubetune: hyperparameter tuning as a Kubernetes operator.
 
-The package root stays light: `kubetune.trial` runs inside trial pods with only
-prometheus-client installed, so the user-side API is imported lazily.
+The package root is imported by every process, the trial pod included, where
+only prometheus-client is installed (`pip install kubetune`). So the user-side
+names below are imported on first use; mypy and IDEs see the real imports.
+
+- `kubetune.trial`: the in-trial SDK (trial pod)
+- `kubetune.Tuner`, `kubetune.tune`, `kubetune.client`: the user's side (`kubetune[client]`)
+- `kubetune.controller`, `python -m kubetune`: the operator pod (`kubetune[operator]`)
+- `kubetune.devcluster`: the local control plane for development and tests
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kubetune.client.tuner import (
+        ASHAScheduler,
+        FailureConfig,
+        FIFOScheduler,
+        MedianStoppingRule,
+        Result,
+        ResultGrid,
+        RunConfig,
+        TuneConfig,
+        Tuner,
+    )
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "Tuner": "kubetune.tuner",
-    "TuneConfig": "kubetune.tuner",
-    "ResultGrid": "kubetune.tuner",
-    "Result": "kubetune.tuner",
-    "ASHAScheduler": "kubetune.tuner",
-    "FIFOScheduler": "kubetune.tuner",
-    "MedianStoppingRule": "kubetune.tuner",
-}
+__all__ = [
+    "ASHAScheduler",
+    "FIFOScheduler",
+    "FailureConfig",
+    "MedianStoppingRule",
+    "Result",
+    "ResultGrid",
+    "RunConfig",
+    "TuneConfig",
+    "Tuner",
+    "__version__",
+]
+_CLIENT_NAMES = frozenset(__all__) - {"__version__"}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in _CLIENT_NAMES:
         raise AttributeError(f"module 'kubetune' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+    try:
+        module = importlib.import_module("kubetune.client.tuner")
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(
+            f"kubetune.{name} needs the client extra: pip install 'kubetune[client]' ({e})"
+        ) from e
+    return getattr(module, name)

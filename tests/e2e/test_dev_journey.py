@@ -17,9 +17,9 @@ import requests
 import yaml
 from click.testing import CliRunner
 
-from kubetune.cli import main
-from kubetune.devloop import DEFAULT_CHECKPOINT_ROOT, launch_operator, load_example
-from kubetune.tuner import ExperimentClient
+from kubetune.client.cli import main
+from kubetune.client.devjourney import DEFAULT_CHECKPOINT_ROOT, launch_operator, load_example
+from kubetune.client.tuner import ExperimentClient
 from tests.e2e.test_cli import png_size
 
 ROOT = Path(__file__).resolve().parents[2]

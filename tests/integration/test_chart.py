@@ -36,8 +36,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from kubetune.localcluster import ClusterConfig, LocalCluster
-from kubetune.localcluster.controlplane import free_port
+from kubetune.devcluster import ClusterConfig, LocalCluster
+from kubetune.devcluster.controlplane import free_port
 from tests.integration.kube import wait_for
 from tests.support.operator import OperatorProcess, scripted_experiment
 from tests.unit.test_chart_render import (
@@ -304,7 +304,7 @@ def prometheus_with_kubernetes_sd() -> str:
     $KUBETUNE_PROMETHEUS, else `prometheus` in the control plane's binary directory
     (built from the Go module proxy with only Kubernetes discovery), else $PATH's.
     """
-    from kubetune.localcluster.binaries import find_binaries
+    from kubetune.devcluster.binaries import find_binaries
 
     candidates = [os.environ.get("KUBETUNE_PROMETHEUS", ""),
                   str(find_binaries().directory / "prometheus"), shutil.which("prometheus") or ""]

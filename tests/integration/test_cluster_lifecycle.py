@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kubetune.localcluster import ClusterConfig, LocalCluster
-from kubetune.localcluster.controlplane import _alive
+from kubetune.devcluster import ClusterConfig, LocalCluster
+from kubetune.devcluster.controlplane import _alive
 
 
 def test_teardown_ends_only_its_own_processes_and_removes_its_directory(tmp_path: Path):

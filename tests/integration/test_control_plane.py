@@ -12,7 +12,7 @@ import requests
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kubetune.localcluster import LocalCluster
+from kubetune.devcluster import LocalCluster
 from tests.integration.kube import wait_for
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import requests
 from kubernetes import client
 
-from kubetune.localcluster import LocalCluster
-from kubetune.localcluster.controlplane import free_port
+from kubetune.devcluster import LocalCluster
+from kubetune.devcluster.controlplane import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTED_TRIAL = ROOT / "tests" / "support" / "scripted_trial.py"

@@ -44,7 +44,7 @@ NAMESPACE_RULE = {("", "namespaces"): (
 
 @cache
 def helm() -> str:
-    from kubetune.localcluster.binaries import find_binaries
+    from kubetune.devcluster.binaries import find_binaries
 
     path = find_binaries().helm  # cached by `make binaries`; built from the Go proxy otherwise
     assert path, "helm is missing from the control plane's binaries"

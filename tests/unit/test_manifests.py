@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kubetune.k8s.manifests import build_pod, build_trial, unknown_param_references
+from kubetune.controller.manifests import build_pod, build_trial, unknown_param_references
 
 EXP = {"metadata": {"name": "mnist", "namespace": "ml", "uid": "e-uid"}}
 TEMPLATE = {

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from kubetune.api import validate_experiment_spec
-from kubetune.planner import ExperimentView, PodView, TrialView, plan_tick
-from kubetune.promql import TrialMetrics
+from kubetune.controller.planner import ExperimentView, PodView, TrialView, plan_tick
+from kubetune.controller.prometheus import TrialMetrics
 
 NOW = "2026-01-01T00:00:00Z"
 

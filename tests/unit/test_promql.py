@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from kubetune.promql import experiment_selector, parse_snapshot
+from kubetune.controller.prometheus import experiment_selector, parse_snapshot
 
 
 def sample(name: str, value: str, **labels: str) -> dict:  # type: ignore[type-arg]

@@ -25,8 +25,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubetune import trial
-from kubetune._trial_metrics import TrialMetrics, termination_message
 from kubetune.trial import MetricsPortError, Session, TrialSettings, parse_termination_message
+from kubetune.trial.metrics import TrialMetrics, termination_message
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -17,7 +17,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kubetune.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION
-from kubetune.k8s.manifests import EXPERIMENT_LABEL
+from kubetune.contract import EXPERIMENT_LABEL
 
 
 @dataclass

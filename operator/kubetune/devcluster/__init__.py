@@ -1,6 +1,6 @@
 """A local Kubernetes control plane for development and tests (no Docker needed)."""
 
-from kubetune.localcluster.controlplane import (
+from kubetune.devcluster.controlplane import (
     ClusterConfig,
     ClusterError,
     LocalCluster,

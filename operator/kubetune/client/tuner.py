@@ -38,20 +38,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from kubetune import tune
 from kubetune.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION, validate_experiment_spec
-from kubetune.plot import History, HistoryUnavailable, fetch_history, trial_history
+from kubetune.client import domains as tune
+from kubetune.client.plot import History, HistoryUnavailable, fetch_history, trial_history
+from kubetune.contract import (
+    ENV_PROMETHEUS_URL,
+    EXPERIMENT_LABEL,
+    TRIAL_LABEL,
+)
+from kubetune.contract import EXPERIMENT_TERMINAL_PHASES as TERMINAL_PHASES
 
 if TYPE_CHECKING:
     import pandas as pd
     from kubernetes import client as k8s
 
-    from kubetune.localcluster import LocalCluster
+    from kubetune.devcluster import LocalCluster
 
-TERMINAL_PHASES = ("Succeeded", "Failed")
-TRIAL_STATES = ("Pending", "Running", "Succeeded", "Pruned", "Failed")
-EXPERIMENT_LABEL = "kubetune.io/experiment"
-TRIAL_LABEL = "kubetune.io/trial"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _MAX_NAME = 50  # trial `<name>-<index>` and pod `<trial>-<attempt>` names must stay label-sized
 
@@ -104,7 +106,7 @@ def resolve_kubeconfig(explicit: str | Path | None = None) -> Path | None:
 
 
 def _running_local_cluster(state_dir: Path | None = None) -> LocalCluster | None:
-    from kubetune.localcluster import ClusterConfig, LocalCluster
+    from kubetune.devcluster import ClusterConfig, LocalCluster
 
     local = LocalCluster(ClusterConfig(state_dir=state_dir) if state_dir else None)
     try:
@@ -303,8 +305,8 @@ class ExperimentClient:
         """--prometheus-url, else $KUBETUNE_PROMETHEUS_URL, the experiment's, the local cluster's."""
         if self._prometheus_url:
             return self._prometheus_url
-        if os.environ.get("KUBETUNE_PROMETHEUS_URL"):
-            return os.environ["KUBETUNE_PROMETHEUS_URL"]
+        if os.environ.get(ENV_PROMETHEUS_URL):
+            return os.environ[ENV_PROMETHEUS_URL]
         spec_url = (((experiment or {}).get("spec") or {}).get("prometheus") or {}).get("url")
         if spec_url:
             return str(spec_url)

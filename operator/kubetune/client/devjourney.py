@@ -29,15 +29,16 @@ from typing import TYPE_CHECKING, Any
 import requests
 import yaml
 
-from kubetune.tuner import ExperimentClient, KubetuneError, wait_for_experiment
+from kubetune import contract
+from kubetune.client.tuner import ExperimentClient, KubetuneError, wait_for_experiment
 
 if TYPE_CHECKING:
     from kubernetes import client as k8s
 
-    from kubetune.localcluster import LocalCluster
+    from kubetune.devcluster import LocalCluster
 
 DEFAULT_EXAMPLE = Path("examples/mnist-asha.yaml")
-DEFAULT_CHECKPOINT_ROOT = "/tmp/kubetune-checkpoints"  # the operator's default for trial pods
+DEFAULT_CHECKPOINT_ROOT = contract.DEFAULT_CHECKPOINT_ROOT  # the operator's default for trial pods
 
 Say = Callable[[str], None]
 Watch = Callable[[ExperimentClient, str], Mapping[str, Any]]
@@ -65,8 +66,8 @@ def load_example(path: Path | str) -> dict[str, Any]:
 
 def ensure_cluster(state_dir: Path | None = None, say: Say = _quiet) -> tuple[LocalCluster, bool]:
     """The running local cluster, or a new one; True when it was started here."""
-    from kubetune.localcluster import ClusterConfig, ClusterError, LocalCluster
-    from kubetune.localcluster.binaries import BinariesMissing
+    from kubetune.devcluster import ClusterConfig, ClusterError, LocalCluster
+    from kubetune.devcluster.binaries import BinariesMissing
 
     local = LocalCluster(ClusterConfig(state_dir=state_dir) if state_dir else None)
     if local.is_up():
@@ -164,7 +165,7 @@ def launch_operator(kubeconfig: Path, prometheus_url: str, log: Path, *,
                    namespaces: tuple[str, ...] = (), tick: float = 1.0,
                    timeout: float = 60.0) -> OperatorHandle:
     """Run `python -m kubetune` in the background; return once its /healthz answers."""
-    from kubetune.localcluster.controlplane import free_port
+    from kubetune.devcluster.controlplane import free_port
 
     metrics_port, health_port = free_port(), free_port()
     argv = [sys.executable, "-m", "kubetune", "--kubeconfig", str(kubeconfig),
@@ -200,7 +201,7 @@ def forget_checkpoints(experiment: Mapping[str, Any], namespace: str) -> int:
     """
     container = experiment["spec"]["trialTemplate"]["spec"]["containers"][0]
     root = next((e.get("value") for e in container.get("env") or []
-                 if e.get("name") == "KUBETUNE_CHECKPOINT_ROOT"), DEFAULT_CHECKPOINT_ROOT)
+                 if e.get("name") == contract.ENV_CHECKPOINT_ROOT), DEFAULT_CHECKPOINT_ROOT)
     directory = Path(root) / namespace
     pattern = re.compile(rf"^{re.escape(experiment['metadata']['name'])}-\d+$")
     removed = 0
@@ -284,7 +285,7 @@ def run_dev(example: Path | str = DEFAULT_EXAMPLE, *, namespace: str = "default"
                 say("operator stopped")
         trials = client.list_trials(name)
         histories, source = client.histories(final, trials)
-        from kubetune.plot import render
+        from kubetune.client.plot import render
 
         plot = render(final, trials, histories, plot_path or _default_plot_path(local, name),
                       source=source)

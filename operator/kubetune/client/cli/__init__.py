@@ -19,11 +19,12 @@ from typing import Any, TypeVar
 
 import click
 
-from kubetune.localcluster import ClusterConfig, ClusterError, LocalCluster
-from kubetune.localcluster.binaries import BinariesMissing
+from kubetune.contract import ENV_PROMETHEUS_URL
+from kubetune.contract import EXPERIMENT_TERMINAL_PHASES as TERMINAL
+from kubetune.devcluster import ClusterConfig, ClusterError, LocalCluster
+from kubetune.devcluster.binaries import BinariesMissing
 
 F = TypeVar("F", bound=Callable[..., Any])
-TERMINAL = ("Succeeded", "Failed")
 _STATE_STYLE = {"Succeeded": "green", "Pruned": "yellow", "Failed": "red", "Running": "cyan",
                 "Pending": "dim"}
 
@@ -50,7 +51,7 @@ def _handles_errors(f: F) -> F:
         from pydantic import ValidationError
 
         from kubetune.api import SpecError
-        from kubetune.tuner import KubetuneError
+        from kubetune.client.tuner import KubetuneError
 
         try:
             return f(*args, **kwargs)
@@ -64,7 +65,7 @@ def _handles_errors(f: F) -> F:
 
 
 def _experiment_options(f: F) -> F:
-    f = click.option("--prometheus-url", envvar="KUBETUNE_PROMETHEUS_URL", default=None,
+    f = click.option("--prometheus-url", envvar=ENV_PROMETHEUS_URL, default=None,
                      help="Prometheus for learning curves (default: the experiment's, or the "
                           "local cluster's).")(f)
     f = click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
@@ -75,7 +76,7 @@ def _experiment_options(f: F) -> F:
 
 
 def _client(namespace: str | None, kubeconfig: str | None, prometheus_url: str | None) -> Any:
-    from kubetune.tuner import ExperimentClient
+    from kubetune.client.tuner import ExperimentClient
 
     return ExperimentClient(kubeconfig, namespace=namespace, prometheus_url=prometheus_url)
 
@@ -322,7 +323,7 @@ def watch_experiment(client: Any, name: str, console: Any, *, interval: float = 
     from rich.live import Live
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from kubetune.tuner import TuneError
+    from kubetune.client.tuner import TuneError
 
     deadline = None if timeout is None else time.monotonic() + timeout
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
@@ -399,7 +400,7 @@ def status(experiment: str, namespace: str | None, kubeconfig: str | None,
 def trials(experiment: str, sort_by: str | None, reverse: bool, states: tuple[str, ...],
            namespace: str | None, kubeconfig: str | None, prometheus_url: str | None) -> None:
     """A table of EXPERIMENT's trials: state, step, metrics, parameters."""
-    from kubetune.tuner import TRIAL_STATES, KubetuneError
+    from kubetune.client.tuner import TRIAL_STATES, KubetuneError
 
     client = _client(namespace, kubeconfig, prometheus_url)
     exp = client.get_experiment(experiment)
@@ -462,7 +463,7 @@ def plot(experiment: str, output: Path | None, metric: str | None, size: str,
     The metric against the step for every trial: pruned trials end in an x at
     the rung that stopped them, the best trial is highlighted.
     """
-    from kubetune.plot import render
+    from kubetune.client.plot import render
 
     pixels = _size(size)
     client = _client(namespace, kubeconfig, prometheus_url)
@@ -514,7 +515,7 @@ def dev(example: Path, namespace: str, down: bool, no_operator: bool, cluster_di
     applies EXAMPLE, shows its progress, then prints the best configuration and
     the learning-curve plot.
     """
-    from kubetune.devloop import run_dev
+    from kubetune.client.devjourney import run_dev
 
     console = _console()
     started = time.monotonic()

@@ -29,8 +29,8 @@ from typing import Any
 import requests
 import yaml
 
-from kubetune.localcluster.binaries import Binaries, find_binaries
-from kubetune.localcluster.pki import Pki, make_pki
+from kubetune.devcluster.binaries import Binaries, find_binaries
+from kubetune.devcluster.pki import Pki, make_pki
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class LocalCluster:
                 "--storage.tsdb.retention.time=1d", "--log.level=warn",
             ],
             "runner": [
-                sys.executable, "-m", "kubetune.localcluster.runner",
+                sys.executable, "-m", "kubetune.devcluster.runner",
                 f"--kubeconfig={kc['admin']}", f"--state-dir={d}",
             ],
         }

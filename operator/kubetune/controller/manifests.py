@@ -13,12 +13,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kubetune import contract
 from kubetune.api import GROUP, VERSION
+from kubetune.contract import ATTEMPT_LABEL, EXPERIMENT_LABEL, TRIAL_LABEL
 from kubetune.search import flatten_params
 
-EXPERIMENT_LABEL = "kubetune.io/experiment"
-TRIAL_LABEL = "kubetune.io/trial"
-ATTEMPT_LABEL = "kubetune.io/attempt"
 _PARAM_REF = re.compile(r"\$\{params\.([A-Za-z0-9_.\-]+)\}")
 
 
@@ -107,21 +106,21 @@ def build_pod(
     user_env = list(main.get("env") or [])
     user_names = {e.get("name") for e in user_env}
     checkpoint_root = next((e.get("value") for e in user_env
-                            if e.get("name") == "KUBETUNE_CHECKPOINT_ROOT"), "/tmp/kubetune-checkpoints")
+                            if e.get("name") == contract.ENV_CHECKPOINT_ROOT), contract.DEFAULT_CHECKPOINT_ROOT)
     # The experiment's uid keeps a rerun under the same name from resuming old checkpoints.
     owner_uid = next((o.get("uid", "") for o in meta.get("ownerReferences") or []), "")
     run = f"{experiment}-{owner_uid[:8]}" if owner_uid else experiment
     ours = {
-        "KUBETUNE_CONFIG": json.dumps(dict(params), sort_keys=True),
-        "KUBETUNE_EXPERIMENT": experiment,
-        "KUBETUNE_TRIAL": meta["name"],
-        "KUBETUNE_ATTEMPT": str(attempt),
-        "KUBETUNE_METRIC": objective_metric,
-        "KUBETUNE_MILESTONES": ",".join(str(m) for m in milestones),
-        "KUBETUNE_METRICS_PORT": str(metrics_port),
-        "KUBETUNE_CHECKPOINT_DIR": f"{checkpoint_root}/{meta['namespace']}/{run}/{meta['name']}",
+        contract.ENV_CONFIG: json.dumps(dict(params), sort_keys=True),
+        contract.ENV_EXPERIMENT: experiment,
+        contract.ENV_TRIAL: meta["name"],
+        contract.ENV_ATTEMPT: str(attempt),
+        contract.ENV_METRIC: objective_metric,
+        contract.ENV_MILESTONES: ",".join(str(m) for m in milestones),
+        contract.ENV_METRICS_PORT: str(metrics_port),
+        contract.ENV_CHECKPOINT_DIR: f"{checkpoint_root}/{meta['namespace']}/{run}/{meta['name']}",
     }
-    ours.update({f"KUBETUNE_PARAM_{k}": v for k, v in flatten_params(dict(params)).items()})
+    ours.update({f"{contract.ENV_PARAM_PREFIX}{k}": v for k, v in flatten_params(dict(params)).items()})
     main["env"] = [{"name": k, "value": v} for k, v in ours.items() if k not in user_names] + user_env
     for key in ("command", "args"):
         if main.get(key):

@@ -68,12 +68,24 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from kubetune._trial_metrics import (
+from kubetune.contract import (
+    ENV_CHECKPOINT_DIR,
+    ENV_CONFIG,
+    ENV_EXPERIMENT,
+    ENV_LINGER_SECONDS,
+    ENV_METRIC,
+    ENV_METRICS_PORT,
+    ENV_MILESTONES,
+    ENV_STOP_GRACE_SECONDS,
+    ENV_TERMINATION_LOG,
+    ENV_TRIAL,
+)
+from kubetune.contract import decode_termination_message as parse_termination_message
+from kubetune.trial.metrics import (
     MetricsEndpoint,
     MetricsPortError,
     TrialCollector,
     TrialMetrics,
-    parse_termination_message,
     rungs_from_json,
     rungs_to_json,
     termination_message,
@@ -99,16 +111,6 @@ __all__ = [
 
 logger = logging.getLogger("kubetune.trial")
 
-ENV_CONFIG = "KUBETUNE_CONFIG"
-ENV_EXPERIMENT = "KUBETUNE_EXPERIMENT"
-ENV_TRIAL = "KUBETUNE_TRIAL"
-ENV_METRICS_PORT = "KUBETUNE_METRICS_PORT"
-ENV_MILESTONES = "KUBETUNE_MILESTONES"
-ENV_METRIC = "KUBETUNE_METRIC"
-ENV_CHECKPOINT_DIR = "KUBETUNE_CHECKPOINT_DIR"
-ENV_TERMINATION_LOG = "KUBETUNE_TERMINATION_LOG"
-ENV_LINGER_SECONDS = "KUBETUNE_LINGER_SECONDS"
-ENV_STOP_GRACE_SECONDS = "KUBETUNE_STOP_GRACE_SECONDS"
 
 #: Rung records of earlier attempts, kept in the checkpoint directory so that a
 #: retried trial reports the rungs its first attempt reached, not later values.

@@ -20,17 +20,18 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from kubetune import contract
 from kubetune.api import EXPERIMENT_PLURAL, GROUP, VERSION, SpecError, validate_experiment_spec
-from kubetune.k8s import manifests
-from kubetune.k8s.gateway import Gateway
-from kubetune.opmetrics import OperatorMetrics
-from kubetune.planner import ExperimentView, Plan, PodView, TrialView, plan_tick
-from kubetune.promql import MetricsUnavailable, PrometheusSource
+from kubetune.contract import EXPERIMENT_TERMINAL_PHASES as TERMINAL_PHASES
+from kubetune.controller import manifests
+from kubetune.controller.gateway import Gateway
+from kubetune.controller.metrics import OperatorMetrics
+from kubetune.controller.planner import ExperimentView, Plan, PodView, TrialView, plan_tick
+from kubetune.controller.prometheus import MetricsUnavailable, PrometheusSource
+from kubetune.controller.settings import OperatorSettings
 from kubetune.search import BasicVariantSampler
-from kubetune.settings import OperatorSettings
 
 TICK_SECONDS = OperatorSettings.from_env().tick_seconds
-TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 @dataclass
@@ -60,9 +61,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
               **_: Any) -> None:
     ours = OperatorSettings.from_env()
     # Our own annotations and finalizer name, so kopf's bookkeeping reads as kubetune's.
-    settings.persistence.finalizer = "kubetune.io/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kubetune.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kubetune.io")
+    settings.persistence.finalizer = contract.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=contract.ANNOTATIONS_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=contract.ANNOTATIONS_PREFIX)
     # Timer successes would otherwise become one Kubernetes Event per tick.
     settings.posting.level = logging.WARNING
     # Reconnect watches well before proxies and load balancers drop idle streams
@@ -83,7 +84,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
 
 @kopf.on.probe(id="prometheus")
 def prometheus_configured(memo: kopf.Memo, **_: Any) -> str:
-    return str(memo.kubetune.settings.prometheus_url)
+    return str(memo.kubetune.controller.settings.prometheus_url)
 
 
 def _trial_ref(namespace: str, name: str, uid: str | None) -> dict[str, Any]:

@@ -19,6 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kubetune.api import TrialState, TuneExperimentSpec
+from kubetune.contract import (
+    ATTEMPT_LABEL,
+    TRIAL_LABEL,
+    TerminationMessage,
+    decode_termination_message,
+)
 from kubetune.schedulers import Decision, RungRecord, TrialScheduler, Verdict, make_scheduler
 from kubetune.search import BasicVariantSampler, parse_space
 
@@ -52,8 +58,8 @@ class PodView:
             terminated = (cs.get("state") or {}).get("terminated") or {}
             break
         return cls(
-            name=meta["name"], trial=labels.get("kubetune.io/trial", ""),
-            attempt=int(labels.get("kubetune.io/attempt", "1")),
+            name=meta["name"], trial=labels.get(TRIAL_LABEL, ""),
+            attempt=int(labels.get(ATTEMPT_LABEL, "1")),
             phase=status.get("phase", "Pending"), deleting=bool(meta.get("deletionTimestamp")),
             exit_code=terminated.get("exitCode"), reason=terminated.get("reason", "") or status.get("reason", ""),
             message=terminated.get("message", "") or status.get("message", ""),
@@ -85,7 +91,7 @@ class TrialView:
 
 
 class TrialObservation(Protocol):
-    """One trial's metrics in a Prometheus snapshot (kubetune.promql.TrialMetrics is one)."""
+    """One trial's metrics in a Prometheus snapshot (kubetune.controller.prometheus.TrialMetrics is one)."""
 
     @property
     def step(self) -> int | None: ...
@@ -148,35 +154,19 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def parse_termination_message(message: str) -> dict[str, Any] | None:
+def parse_termination_message(message: str) -> TerminationMessage | None:
     """The trial's final report as written by kubetune.trial, or None if absent/garbled."""
     if not message:
         return None
     try:
-        data = json.loads(message)
+        return decode_termination_message(message)
     except ValueError:
         return None
-    return data if isinstance(data, dict) else None
 
 
-def _metrics_from(data: Mapping[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for k, v in (data.get("metrics") or {}).items():
-        try:
-            out[str(k)] = float(v)
-        except (TypeError, ValueError):
-            continue
-    return out
-
-
-def _rungs_from(data: Mapping[str, Any]) -> dict[int, tuple[int, float]]:
-    out: dict[int, tuple[int, float]] = {}
-    for milestone, rec in (data.get("rungs") or {}).items():
-        try:
-            out[int(milestone)] = (int(rec["step"]), float(rec["value"]))
-        except (TypeError, ValueError, KeyError):
-            continue
-    return out
+def _rungs_from(data: TerminationMessage) -> dict[int, tuple[int, float]]:
+    return {int(milestone): (rec["step"], rec["value"])
+            for milestone, rec in data.get("rungs", {}).items() if "value" in rec}
 
 
 def _condition(ctype: str, ok: bool, reason: str, message: str, now: str,
@@ -407,8 +397,8 @@ class _Tick:
         data = parse_termination_message(pod.message)
         obs = self.snapshot.get(trial.name) if self.snapshot is not None else None
         if data is not None:
-            metrics, rungs = _metrics_from(data), _rungs_from(data)
-            step = int(data["step"]) if _finite(data.get("step")) is not None else None
+            metrics, rungs = dict(data.get("metrics", {})), _rungs_from(data)
+            step = data.get("step")
         elif obs is not None:
             metrics, rungs, step = dict(obs.metrics), dict(obs.rungs), obs.step
         else:

@@ -35,6 +35,8 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from kubetune import contract
+
 log = logging.getLogger("kubetune.runner")
 
 MESSAGE_LIMIT = 4096
@@ -64,9 +66,9 @@ def target_labels(pod: dict[str, Any]) -> dict[str, str]:
     for key, value in (meta.get("labels") or {}).items():
         labels[_LABEL.sub("_", key)] = value
     own = meta.get("labels") or {}
-    for short in ("experiment", "trial"):
-        if f"kubetune.io/{short}" in own:
-            labels[short] = own[f"kubetune.io/{short}"]
+    for short, key in (("experiment", contract.EXPERIMENT_LABEL), ("trial", contract.TRIAL_LABEL)):
+        if key in own:
+            labels[short] = own[key]
     return labels
 
 
@@ -211,10 +213,10 @@ class Runner:
             return
         ports = container.get("ports") or []
         metrics_port: int | None = None
-        if any(p.get("name") == "metrics" for p in ports) or "KUBETUNE_METRICS_PORT" in env:
+        if any(p.get("name") == "metrics" for p in ports) or contract.ENV_METRICS_PORT in env:
             metrics_port = free_port()
-            env["KUBETUNE_METRICS_PORT"] = str(metrics_port)
-        env["KUBETUNE_TERMINATION_LOG"] = str(message_file)
+            env[contract.ENV_METRICS_PORT] = str(metrics_port)
+        env[contract.ENV_TERMINATION_LOG] = str(message_file)
         env.setdefault("HOSTNAME", name)
         argv = [expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
         if not container.get("command"):

@@ -21,6 +21,8 @@ from typing import Any
 
 import requests
 
+from kubetune import contract
+
 History = dict[int, dict[str, float]]
 """step -> {metric: value} for one trial."""
 
@@ -77,7 +79,7 @@ def parse_history(result: Sequence[Mapping[str, Any]]) -> dict[str, History]:
         trial, pod = labels.get("trial"), labels.get("pod", "")
         if not trial:
             continue
-        if labels.get("__name__") == "kubetune_trial_step":
+        if labels.get("__name__") == contract.METRIC_STEP:
             steps[(trial, pod)] = {float(t): int(float(v)) for t, v in series["values"]
                                    if math.isfinite(float(v))}
         elif "metric" in labels:

@@ -17,6 +17,8 @@ from typing import Any
 
 import requests
 
+from kubetune import contract
+
 SERIES = ("step", "metric", "rung_value", "rung_step", "finished")
 
 
@@ -64,15 +66,15 @@ def parse_snapshot(result: list[Mapping[str, Any]], objective: str) -> dict[str,
         value = _number(sample["value"][1])
         t = trials.setdefault(trial, TrialMetrics())
         name = labels.get("__name__", "")
-        if name == "kubetune_trial_step" and math.isfinite(value):
+        if name == contract.METRIC_STEP and math.isfinite(value):
             t.step = int(value)
-        elif name == "kubetune_trial_metric" and "metric" in labels:
+        elif name == contract.METRIC_VALUE and "metric" in labels:
             t.metrics[labels["metric"]] = value
-        elif name == "kubetune_trial_finished":
+        elif name == contract.METRIC_FINISHED:
             t.finished = value >= 1
-        elif name == "kubetune_trial_rung_value" and labels.get("metric") == objective:
+        elif name == contract.METRIC_RUNG_VALUE and labels.get("metric") == objective:
             rung_values.setdefault(trial, {})[int(labels["milestone"])] = value
-        elif name == "kubetune_trial_rung_step" and math.isfinite(value):
+        elif name == contract.METRIC_RUNG_STEP and math.isfinite(value):
             rung_steps.setdefault(trial, {})[int(labels["milestone"])] = int(value)
     for trial, values in rung_values.items():
         steps = rung_steps.get(trial, {})

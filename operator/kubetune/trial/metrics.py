@@ -5,14 +5,14 @@ the first report at or past it), the Prometheus exposition and the 4 KiB
 termination message live here, apart from signals and checkpoints, because
 they are the metric contract with the operator and are tested on their own.
 
-Only the standard library and prometheus-client: this runs inside trial pods.
+Only the standard library, prometheus-client and `kubetune.contract`: this runs
+inside trial pods.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import numbers
 import threading
 import time
@@ -26,22 +26,18 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from kubetune import contract
+from kubetune.contract import (
+    TERMINATION_MESSAGE_LIMIT,
+    Rung,
+    _dumps,
+    decode_float,
+    encode_float,
+    encode_termination_message,
+)
+
 logger = logging.getLogger("kubetune.trial")
 
-#: Kubernetes keeps at most this many bytes of a container's termination message.
-TERMINATION_MESSAGE_LIMIT = 4096
-
-# Non-finite floats in JSON: strings, because JSON has no NaN and `float()` reads them back.
-_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
-@dataclass(frozen=True)
-class Rung:
-    """The record for one milestone: the step and values of the first report at or past it."""
-
-    milestone: int
-    step: int
-    values: Mapping[str, float]
 
 
 @dataclass
@@ -146,21 +142,21 @@ class TrialCollector(Collector):
         state = self._snapshot()
         if state.step is not None:
             yield GaugeMetricFamily(
-                "kubetune_trial_step", "Step (time attribute) of the latest report.", state.step
+                contract.METRIC_STEP, "Step (time attribute) of the latest report.", state.step
             )
         latest = GaugeMetricFamily(
-            "kubetune_trial_metric", "Latest reported value of each metric.", labels=["metric"]
+            contract.METRIC_VALUE, "Latest reported value of each metric.", labels=["metric"]
         )
         for name, value in sorted(state.latest.items()):
             latest.add_metric([name], value)
         yield latest
         rung_value = GaugeMetricFamily(
-            "kubetune_trial_rung_value",
+            contract.METRIC_RUNG_VALUE,
             "Value of the metric at the first report at or past each ASHA milestone.",
             labels=["metric", "milestone"],
         )
         rung_step = GaugeMetricFamily(
-            "kubetune_trial_rung_step",
+            contract.METRIC_RUNG_STEP,
             "Step of the first report at or past each ASHA milestone.",
             labels=["milestone"],
         )
@@ -171,13 +167,13 @@ class TrialCollector(Collector):
         yield rung_value
         yield rung_step
         yield GaugeMetricFamily(
-            "kubetune_trial_finished",
+            contract.METRIC_FINISHED,
             "1 once the training function has finished normally, else 0.",
             1.0 if state.finished else 0.0,
         )
         if state.last_report_time is not None:
             yield GaugeMetricFamily(
-                "kubetune_trial_last_report_timestamp_seconds",
+                contract.METRIC_LAST_REPORT,
                 "Unix time of the latest report.",
                 state.last_report_time,
             )
@@ -295,78 +291,11 @@ class MetricsPortError(RuntimeError):
 # --- termination message ---------------------------------------------------------------
 
 
-def encode_float(value: float) -> float | str:
-    """JSON-safe float: non-finite values become "NaN", "Infinity" or "-Infinity"."""
-    if math.isfinite(value):
-        return value
-    return _NON_FINITE[repr(value)]
-
-
-def decode_float(value: object) -> float:
-    """Inverse of `encode_float`."""
-    if isinstance(value, str):
-        return float(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"not an encoded float: {value!r}")
-    return float(value)
-
-
-def _rung_entry(rung: Rung, objective: str | None) -> dict[str, Any]:
-    if objective is not None:
-        return {"step": rung.step, "value": encode_float(rung.values[objective])}
-    return {
-        "step": rung.step,
-        "metrics": {k: encode_float(v) for k, v in sorted(rung.values.items())},
-    }
-
-
 def termination_message(state: TrialMetrics, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-    """The JSON written to the termination log, at most `limit` bytes.
-
-    If the whole message does not fit, it keeps the step, `finished`, the
-    objective's latest value and the highest rungs (earlier rungs were most
-    likely scraped already), drops the rest, and sets `"truncated": true`.
-    """
-    metrics = {k: encode_float(v) for k, v in sorted(state.latest.items())}
-    rungs = {str(m): _rung_entry(rung, state.objective) for m, rung in sorted(state.rungs.items())}
-    message: dict[str, Any] = {
-        "step": state.step,
-        "metrics": metrics,
-        "rungs": rungs,
-        "finished": state.finished,
-    }
-    text = _dumps(message)
-    if len(text.encode()) <= limit:
-        return text
-    message["truncated"] = True
-    objective = state.objective
-    message["metrics"] = {k: v for k, v in metrics.items() if k == objective}
-    for milestone in list(rungs):  # lowest milestone first
-        text = _dumps(message)
-        if len(text.encode()) <= limit:
-            return text
-        del rungs[milestone]
-    text = _dumps(message)
-    if len(text.encode()) <= limit:
-        return text
-    message["metrics"] = {}
-    return _dumps(message)
-
-
-def parse_termination_message(text: str) -> dict[str, Any]:
-    """Read a termination message back, decoding non-finite floats to floats."""
-    message: dict[str, Any] = json.loads(text)
-    message["metrics"] = {k: decode_float(v) for k, v in message.get("metrics", {}).items()}
-    for entry in message.get("rungs", {}).values():
-        if "value" in entry:
-            entry["value"] = decode_float(entry["value"])
-        if "metrics" in entry:
-            entry["metrics"] = {k: decode_float(v) for k, v in entry["metrics"].items()}
-    return message
-
-
-def _dumps(message: Mapping[str, Any]) -> str:
-    return json.dumps(message, allow_nan=False, separators=(",", ":"))
+    """The termination message for `state`: `contract.encode_termination_message`."""
+    return encode_termination_message(step=state.step, metrics=state.latest, rungs=state.rungs,
+                                      finished=state.finished, objective=state.objective,
+                                      limit=limit)
 
 
 # --- rung records across attempts ------------------------------------------------------

@@ -1,0 +1,236 @@
+"""The wire contract between a trial pod and the operator, in one place.
+
+Imported by every process: the operator pod (labels it sets, env it writes,
+series it queries, the termination message it reads), the trial pod (env it
+reads, gauges it serves, the message it writes), the user's side (labels it
+selects on, phases it waits for) and the dev cluster (env it injects, labels it
+turns into Prometheus target labels). Pure stdlib, so the in-trial SDK can
+import it with prometheus-client as its only dependency.
+
+Changing a name here changes the contract for trials built against an older
+kubetune; keep old names readable when you do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+# -- labels and annotations ----------------------------------------------------------------
+#: On TuneTrials and trial Pods, set by the operator: the owning experiment's name.
+EXPERIMENT_LABEL = "kubetune.io/experiment"
+#: On trial Pods (and TuneTrials), set by the operator: the TuneTrial's name.
+TRIAL_LABEL = "kubetune.io/trial"
+#: On trial Pods, set by the operator: the attempt number, 1 for the first pod of a trial.
+ATTEMPT_LABEL = "kubetune.io/attempt"
+#: Finalizer the operator puts on TuneExperiments (kopf's bookkeeping, under our domain).
+FINALIZER = "kubetune.io/finalizer"
+#: Prefix of the annotations where kopf keeps its progress and last-handled state.
+ANNOTATIONS_PREFIX = "kubetune.io"
+
+# -- environment of a trial container (written by the operator, read by kubetune.trial) ------
+#: The trial's config as JSON (nested spaces stay nested).
+ENV_CONFIG = "KUBETUNE_CONFIG"
+#: Prefix of one variable per flattened parameter (`KUBETUNE_PARAM_LR`).
+ENV_PARAM_PREFIX = "KUBETUNE_PARAM_"
+#: Name of the owning TuneExperiment.
+ENV_EXPERIMENT = "KUBETUNE_EXPERIMENT"
+#: Name of the TuneTrial.
+ENV_TRIAL = "KUBETUNE_TRIAL"
+#: Attempt number of this pod (1, 2, ...).
+ENV_ATTEMPT = "KUBETUNE_ATTEMPT"
+#: The objective's metric name: rung records keep only this metric.
+ENV_METRIC = "KUBETUNE_METRIC"
+#: Comma-separated scheduler milestones (steps) at which the trial records a rung value.
+ENV_MILESTONES = "KUBETUNE_MILESTONES"
+#: Port of the trial's /metrics endpoint.
+ENV_METRICS_PORT = "KUBETUNE_METRICS_PORT"
+#: Directory of this trial's checkpoints (kept across attempts).
+ENV_CHECKPOINT_DIR = "KUBETUNE_CHECKPOINT_DIR"
+#: Set in the pod template by the user: the root under which trial checkpoint dirs go.
+ENV_CHECKPOINT_ROOT = "KUBETUNE_CHECKPOINT_ROOT"
+#: Where the termination message goes (default /dev/termination-log; the dev runner sets it).
+ENV_TERMINATION_LOG = "KUBETUNE_TERMINATION_LOG"
+#: Longest wait in finish() for a scrape after the last report, seconds.
+ENV_LINGER_SECONDS = "KUBETUNE_LINGER_SECONDS"
+#: Seconds between SIGTERM and the SDK's forced exit.
+ENV_STOP_GRACE_SECONDS = "KUBETUNE_STOP_GRACE_SECONDS"
+
+#: Default checkpoint root when the template does not set ENV_CHECKPOINT_ROOT.
+DEFAULT_CHECKPOINT_ROOT = "/tmp/kubetune-checkpoints"
+#: Default port of a trial's metrics endpoint (the pod port named `metrics`).
+DEFAULT_METRICS_PORT = 9090
+#: Name of the container port Prometheus scrapes.
+METRICS_PORT_NAME = "metrics"
+#: Where Kubernetes reads a container's termination message.
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+# -- environment of the client and operator ----------------------------------------------------
+#: Prometheus base URL, read by the operator's flags and by the CLI.
+ENV_PROMETHEUS_URL = "KUBETUNE_PROMETHEUS_URL"
+#: State directory of the local dev cluster (its admin kubeconfig lives there).
+ENV_CLUSTER_DIR = "KUBETUNE_CLUSTER_DIR"
+
+# -- Prometheus series a trial serves (names without labels) -------------------------------------
+#: Step (time attribute) of the latest report.
+METRIC_STEP = "kubetune_trial_step"
+#: Latest value of each reported metric; label `metric`.
+METRIC_VALUE = "kubetune_trial_metric"
+#: Value at the first report at or past each milestone; labels `metric`, `milestone`.
+METRIC_RUNG_VALUE = "kubetune_trial_rung_value"
+#: Step of that report; label `milestone`.
+METRIC_RUNG_STEP = "kubetune_trial_rung_step"
+#: 1 once the trial called finish().
+METRIC_FINISHED = "kubetune_trial_finished"
+#: Unix time of the latest report.
+METRIC_LAST_REPORT = "kubetune_trial_last_report_timestamp_seconds"
+#: Target labels the scrape configuration takes from the pod, never from the trial.
+TARGET_LABELS = ("namespace", "experiment", "trial", "attempt", "pod")
+
+# -- phases -----------------------------------------------------------------------------------
+#: TuneExperiment phases after which nothing more happens (until the spec changes).
+EXPERIMENT_TERMINAL_PHASES = ("Succeeded", "Failed")
+#: TuneTrial states, in the order users read them.
+TRIAL_STATES = ("Pending", "Running", "Succeeded", "Pruned", "Failed")
+#: TuneTrial states that never change again.
+TRIAL_TERMINAL_STATES = ("Succeeded", "Pruned", "Failed")
+
+# -- the termination message (trial writes, operator reads) -----------------------------------------
+#: Kubernetes keeps at most this many bytes of a container's termination message.
+TERMINATION_MESSAGE_LIMIT = 4096
+
+# Non-finite floats in JSON: strings, because JSON has no NaN and `float()` reads them back.
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+@dataclass(frozen=True)
+class Rung:
+    """The record for one milestone: the step and values of the first report at or past it."""
+
+    milestone: int
+    step: int
+    values: Mapping[str, float]
+
+
+class RungEntry(TypedDict, total=False):
+    """One rung in a termination message: `value` (the objective) or `metrics` (all)."""
+
+    step: int
+    value: float
+    metrics: dict[str, float]
+
+
+class TerminationMessage(TypedDict, total=False):
+    """A decoded termination message; floats are floats again (NaN included)."""
+
+    step: int | None
+    metrics: dict[str, float]
+    rungs: dict[str, RungEntry]
+    finished: bool
+    truncated: bool
+
+
+def encode_float(value: float) -> float | str:
+    """JSON-safe float: non-finite values become "NaN", "Infinity" or "-Infinity"."""
+    if math.isfinite(value):
+        return value
+    return _NON_FINITE[repr(float(value))]
+
+
+def decode_float(value: object) -> float:
+    """Inverse of `encode_float`."""
+    if isinstance(value, str):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"not an encoded float: {value!r}")
+    return float(value)
+
+
+def _rung_entry(rung: Rung, objective: str | None) -> dict[str, Any]:
+    if objective is not None:
+        return {"step": rung.step, "value": encode_float(rung.values[objective])}
+    return {
+        "step": rung.step,
+        "metrics": {k: encode_float(v) for k, v in sorted(rung.values.items())},
+    }
+
+
+def _dumps(message: Mapping[str, Any]) -> str:
+    return json.dumps(message, allow_nan=False, separators=(",", ":"))
+
+
+def encode_termination_message(
+    *,
+    step: int | None,
+    metrics: Mapping[str, float],
+    rungs: Mapping[int, Rung],
+    finished: bool,
+    objective: str | None,
+    limit: int = TERMINATION_MESSAGE_LIMIT,
+) -> str:
+    """The JSON a trial writes to its termination log, at most `limit` bytes.
+
+    If the whole message does not fit, it keeps the step, `finished`, the
+    objective's latest value and the highest rungs (earlier rungs were most
+    likely scraped already), drops the rest, and sets `"truncated": true`.
+    """
+    encoded = {k: encode_float(v) for k, v in sorted(metrics.items())}
+    entries = {str(m): _rung_entry(rung, objective) for m, rung in sorted(rungs.items())}
+    message: dict[str, Any] = {
+        "step": step,
+        "metrics": encoded,
+        "rungs": entries,
+        "finished": finished,
+    }
+    text = _dumps(message)
+    if len(text.encode()) <= limit:
+        return text
+    message["truncated"] = True
+    message["metrics"] = {k: v for k, v in encoded.items() if k == objective}
+    for milestone in list(entries):  # lowest milestone first
+        text = _dumps(message)
+        if len(text.encode()) <= limit:
+            return text
+        del entries[milestone]
+    text = _dumps(message)
+    if len(text.encode()) <= limit:
+        return text
+    message["metrics"] = {}
+    return _dumps(message)
+
+
+def decode_termination_message(text: str) -> TerminationMessage:
+    """Read a termination message back, decoding non-finite floats to floats.
+
+    Raises ValueError when `text` is not a message written by kubetune.trial (a
+    crashing program's traceback, say): callers that read pods treat that as
+    "no message".
+    """
+    try:
+        raw = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"not a kubetune termination message: {e}") from None
+    if not isinstance(raw, dict):
+        raise ValueError("not a kubetune termination message: not a JSON object")
+    try:
+        message: TerminationMessage = {
+            "step": None if raw.get("step") is None else int(raw["step"]),
+            "metrics": {str(k): decode_float(v) for k, v in (raw.get("metrics") or {}).items()},
+            "rungs": {},
+            "finished": bool(raw.get("finished", False)),
+        }
+        for key, entry in (raw.get("rungs") or {}).items():
+            rung: RungEntry = {"step": int(entry["step"])}
+            if "value" in entry:
+                rung["value"] = decode_float(entry["value"])
+            if "metrics" in entry:
+                rung["metrics"] = {str(k): decode_float(v) for k, v in entry["metrics"].items()}
+            message["rungs"][str(int(key))] = rung
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f"not a kubetune termination message: {e!r}") from None
+    if raw.get("truncated"):
+        message["truncated"] = True
+    return message
