@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,33 @@ def test_crdgen_command_writes_both_files_with_a_header(tmp_path: Path) -> None:
     text = (tmp_path / written[0]).read_text()
     assert text.startswith(HEADER) and "make crds" in HEADER
     assert yaml.safe_load(text)["kind"] == "CustomResourceDefinition"
+
+
+@pytest.mark.parametrize("argv", [["--bogus", "crds"], [], ["a", "b"]])
+def test_crdgen_rejects_a_bad_command_line_with_exit_code_2(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_crdgen_module_prints_help_and_writes_where_the_makefile_says(tmp_path: Path) -> None:
+    def crdgen(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "kubetune.api.crdgen", *args]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    shown = crdgen("--help")
+    assert shown.returncode == 0 and "OUTPUT_DIR" in shown.stdout and not list(tmp_path.iterdir())
+    written = crdgen("crds")  # as `make crds` calls it
+    assert written.returncode == 0, written.stderr
+    assert sorted(p.name for p in (tmp_path / "crds").iterdir()) == [
+        "tuneexperiments.kubetune.io.yaml", "tunetrials.kubetune.io.yaml",
+    ]
 
 
 def test_generation_is_deterministic() -> None:

@@ -15,6 +15,7 @@ are ``nullable``, because there null is a value a user can mean.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import sys
 from collections.abc import Sequence
@@ -300,12 +301,22 @@ def render(crd: dict[str, Any]) -> str:
     return HEADER + body
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kubetune.api.crdgen",
+        description="Write the TuneExperiment and TuneTrial CRDs, generated from the "
+        "pydantic models, as <plural>.<group>.yaml files (what `make crds` commits).",
+    )
+    parser.add_argument(
+        "outdir", type=Path, metavar="OUTPUT_DIR", help="directory to write into (created if missing)"
+    )
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m kubetune.api.crdgen <output directory>\n")
-        return 2
-    outdir = Path(args[0])
+    """Write the CRDs into the directory given; argparse exits 2 on a bad command line."""
+    args = build_parser().parse_args(argv)
+    outdir: Path = args.outdir
     outdir.mkdir(parents=True, exist_ok=True)
     for crd in build_crds():
         (outdir / crd_filename(crd)).write_text(render(crd), encoding="utf-8")
