@@ -158,7 +158,8 @@ def _rung_entry(rung: Rung, objective: str | None) -> dict[str, Any]:
     }
 
 
-def _dumps(message: Mapping[str, Any]) -> str:
+def compact_json(message: Mapping[str, Any]) -> str:
+    """JSON without spaces and without NaN/Infinity (encode them with `encode_float` first)."""
     return json.dumps(message, allow_nan=False, separators=(",", ":"))
 
 
@@ -185,21 +186,21 @@ def encode_termination_message(
         "rungs": entries,
         "finished": finished,
     }
-    text = _dumps(message)
+    text = compact_json(message)
     if len(text.encode()) <= limit:
         return text
     message["truncated"] = True
     message["metrics"] = {k: v for k, v in encoded.items() if k == objective}
     for milestone in list(entries):  # lowest milestone first
-        text = _dumps(message)
+        text = compact_json(message)
         if len(text.encode()) <= limit:
             return text
         del entries[milestone]
-    text = _dumps(message)
+    text = compact_json(message)
     if len(text.encode()) <= limit:
         return text
     message["metrics"] = {}
-    return _dumps(message)
+    return compact_json(message)
 
 
 def decode_termination_message(text: str) -> TerminationMessage:

@@ -1,19 +1,15 @@
 """kubetune.trial: the metric contract seen from the outside.
 
 Metrics are scraped over real HTTP and parsed with prometheus-client's own
-parser; SIGTERM and interpreter exit are exercised in real subprocesses.
+parser. SIGTERM and interpreter exit, in real subprocesses, are in
+test_trial_process.py.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import urllib.request
@@ -24,9 +20,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubetune import trial
 from kubetune.trial import MetricsPortError, Session, TrialSettings, parse_termination_message
-from kubetune.trial.metrics import TrialMetrics, termination_message
+from kubetune.trial.metrics import ReportedState, termination_message
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -243,55 +238,7 @@ def test_report_after_finish_is_an_error(make_session: Callable[..., Session]) -
         session.report(step=2, accuracy=0.6)
 
 
-# --- environment ---------------------------------------------------------------------------
-
-
-def test_settings_from_env_read_the_whole_contract(tmp_path: Path) -> None:
-    settings = TrialSettings.from_env(
-        {
-            "KUBETUNE_CONFIG": '{"lr": 0.01, "hidden_size": 128}',
-            "KUBETUNE_EXPERIMENT": "mnist",
-            "KUBETUNE_TRIAL": "mnist-7",
-            "KUBETUNE_METRICS_PORT": "9100",
-            "KUBETUNE_MILESTONES": "9, 1,3,",
-            "KUBETUNE_METRIC": "accuracy",
-            "KUBETUNE_CHECKPOINT_DIR": str(tmp_path),
-            "KUBETUNE_TERMINATION_LOG": str(tmp_path / "log"),
-            "KUBETUNE_LINGER_SECONDS": "2.5",
-        }
-    )
-    assert settings.config == {"lr": 0.01, "hidden_size": 128}
-    assert (settings.experiment, settings.trial) == ("mnist", "mnist-7")
-    assert settings.metrics_port == 9100
-    assert settings.milestones == (1, 3, 9)
-    assert settings.metric == "accuracy"
-    assert settings.checkpoint_dir == tmp_path
-    assert settings.termination_log == tmp_path / "log"
-    assert settings.linger_seconds == 2.5
-
-
-def test_settings_defaults_when_env_is_empty() -> None:
-    settings = TrialSettings.from_env({})
-    assert settings.config == {}
-    assert settings.metrics_port == 8000
-    assert settings.milestones == ()
-    assert settings.metric is None
-    assert settings.termination_log == Path("/dev/termination-log")
-    assert settings.linger_seconds == 30.0
-
-
-@pytest.mark.parametrize(
-    ("name", "text", "message"),
-    [
-        ("KUBETUNE_CONFIG", "{lr: 1}", "KUBETUNE_CONFIG is not valid JSON"),
-        ("KUBETUNE_CONFIG", "[1, 2]", "KUBETUNE_CONFIG must be a JSON object"),
-        ("KUBETUNE_MILESTONES", "1,three", "KUBETUNE_MILESTONES must be comma-separated"),
-        ("KUBETUNE_METRICS_PORT", "http", "KUBETUNE_METRICS_PORT must be a port"),
-    ],
-)
-def test_bad_env_values_are_errors_naming_the_variable(name: str, text: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        TrialSettings.from_env({name: text})
+# --- config --------------------------------------------------------------------------------
 
 
 def test_config_returns_a_copy(make_session: Callable[..., Session]) -> None:
@@ -378,7 +325,7 @@ def test_linger_waits_for_a_scrape_after_finish_then_gives_up(
 
 
 def test_message_over_4096_bytes_keeps_step_objective_and_latest_rungs() -> None:
-    state = TrialMetrics(milestones=tuple(range(1, 200)), objective="accuracy")
+    state = ReportedState(milestones=tuple(range(1, 200)), objective="accuracy")
     for step in range(1, 200):
         state.record(step, {"accuracy": step / 200, **{f"m{i:03d}": 1.0 for i in range(300)}}, 0.0)
 
@@ -429,164 +376,3 @@ def test_rungs_reached_by_an_earlier_attempt_survive_a_retry(
     assert value(samples, "kubetune_trial_rung_step", milestone="1") == 1
     assert value(samples, "kubetune_trial_rung_value", metric="accuracy", milestone="1") == 0.3
     assert value(samples, "kubetune_trial_rung_step", milestone="3") == 4
-
-
-# --- process behaviour: SIGTERM and interpreter exit ---------------------------------------
-
-
-def _trial_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "KUBETUNE_METRICS_PORT": "0",
-            "KUBETUNE_TERMINATION_LOG": str(tmp_path / "termination-log"),
-            "KUBETUNE_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
-            "KUBETUNE_LINGER_SECONDS": "0",
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def _start(script: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait_for_step(log: Path, step: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if log.exists() and log.read_text() and json.loads(log.read_text())["step"] >= step:
-            return
-        assert process.poll() is None, process.communicate()[0]
-        time.sleep(0.02)
-    raise AssertionError(f"no report of step {step} in {log}")
-
-
-def _sigterm_and_wait(process: subprocess.Popen[str]) -> tuple[int, float, str]:
-    process.send_signal(signal.SIGTERM)
-    started = time.monotonic()
-    output, _ = process.communicate(timeout=10)
-    return process.returncode, time.monotonic() - started, output
-
-
-def test_sigterm_stops_a_loop_busy_inside_an_epoch(tmp_path: Path) -> None:
-    process = _start(
-        """
-        from kubetune import trial
-        trial.report(step=1, accuracy=0.25)
-        total = 0
-        while True:  # an epoch that never reports again
-            total += 1
-        """,
-        _trial_env(tmp_path),
-    )
-    _wait_for_step(tmp_path / "termination-log", 1, process)
-
-    returncode, seconds, output = _sigterm_and_wait(process)
-
-    assert returncode == 0, output
-    assert seconds < 2
-    message = read_message(tmp_path / "termination-log")
-    assert message["step"] == 1 and message["finished"] is False
-
-
-def test_sigterm_ends_the_process_even_if_the_stop_is_swallowed(tmp_path: Path) -> None:
-    process = _start(
-        """
-        import time
-        from kubetune import trial
-        trial.report(step=2, accuracy=0.5)
-        while True:
-            try:
-                time.sleep(0.05)
-            except BaseException:
-                pass
-        """,
-        _trial_env(tmp_path, KUBETUNE_STOP_GRACE_SECONDS="0.5"),
-    )
-    _wait_for_step(tmp_path / "termination-log", 2, process)
-
-    returncode, seconds, output = _sigterm_and_wait(process)
-
-    assert returncode == 0, output
-    assert 0.4 < seconds < 3
-    assert read_message(tmp_path / "termination-log")["step"] == 2
-
-
-def test_sigterm_inside_save_checkpoint_stops_after_it_is_complete(tmp_path: Path) -> None:
-    process = _start(
-        """
-        import pathlib, time
-        from kubetune import trial
-        trial.report(step=1, accuracy=0.5)
-        with trial.save_checkpoint(step=1) as path:
-            pathlib.Path(path, "part1").write_text("x")
-            print("writing", flush=True)
-            time.sleep(0.5)
-            pathlib.Path(path, "part2").write_text("y")
-        time.sleep(30)
-        """,
-        _trial_env(tmp_path),
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "writing"
-
-    returncode, seconds, output = _sigterm_and_wait(process)
-
-    assert returncode == 0, output
-    assert seconds < 2
-    assert sorted(p.name for p in (tmp_path / "ckpt" / "step-00000001").iterdir()) == [
-        "part1",
-        "part2",
-    ]
-
-
-def test_normal_exit_without_finish_writes_a_finished_message(tmp_path: Path) -> None:
-    process = _start(
-        """
-        from kubetune import trial
-        assert trial.config() == {"lr": 0.1}
-        trial.report(step=3, accuracy=0.75)
-        """,
-        _trial_env(tmp_path, KUBETUNE_CONFIG='{"lr": 0.1}'),
-    )
-    output, _ = process.communicate(timeout=20)
-
-    assert process.returncode == 0, output
-    assert read_message(tmp_path / "termination-log") == {
-        "step": 3,
-        "metrics": {"accuracy": 0.75},
-        "rungs": {},
-        "finished": True,
-    }
-
-
-def test_crash_leaves_an_unfinished_message(tmp_path: Path) -> None:
-    process = _start(
-        """
-        from kubetune import trial
-        trial.report(step=3, accuracy=0.75)
-        raise RuntimeError("out of memory")
-        """,
-        _trial_env(tmp_path),
-    )
-    output, _ = process.communicate(timeout=20)
-
-    assert process.returncode == 1
-    assert "out of memory" in output
-    assert read_message(tmp_path / "termination-log")["finished"] is False
-
-
-def test_module_api_is_importable_without_heavy_dependencies() -> None:
-    code = "import sys, kubetune.trial; print(sorted({'torch', 'kubernetes', 'pydantic', 'kopf'} & set(sys.modules)))"
-    output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert output.strip() == "[]"
-    assert callable(trial.report) and callable(trial.should_stop)

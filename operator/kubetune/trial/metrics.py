@@ -11,12 +11,11 @@ inside trial pods.
 
 from __future__ import annotations
 
-import json
 import logging
 import numbers
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -27,22 +26,16 @@ from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from kubetune import contract
-from kubetune.contract import (
-    TERMINATION_MESSAGE_LIMIT,
-    Rung,
-    _dumps,
-    decode_float,
-    encode_float,
-    encode_termination_message,
-)
+from kubetune.contract import TERMINATION_MESSAGE_LIMIT, Rung, encode_termination_message
 
 logger = logging.getLogger("kubetune.trial")
 
 
-
 @dataclass
-class TrialMetrics:
-    """Latest step and metrics, rung records, and a version that grows with every change.
+class ReportedState:
+    """What the trial has reported: latest step and metrics, rung records, finished or not.
+
+    `version` grows with every change, so the endpoint can tell which state a scrape showed.
 
     Not thread-safe: the session serialises access with its lock.
     """
@@ -129,13 +122,13 @@ def _as_float(name: str, value: object) -> float:
 
 
 class TrialCollector(Collector):
-    """Exposes one consistent snapshot of `TrialMetrics` per scrape.
+    """Exposes one consistent snapshot of `ReportedState` per scrape.
 
     A custom collector rather than Gauge objects, so that a scrape never sees
     half of a report (the step of one report with the metrics of another).
     """
 
-    def __init__(self, snapshot: Callable[[], TrialMetrics]) -> None:
+    def __init__(self, snapshot: Callable[[], ReportedState]) -> None:
         self._snapshot = snapshot
 
     def collect(self) -> Iterable[Metric]:
@@ -291,35 +284,8 @@ class MetricsPortError(RuntimeError):
 # --- termination message ---------------------------------------------------------------
 
 
-def termination_message(state: TrialMetrics, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
+def termination_message(state: ReportedState, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
     """The termination message for `state`: `contract.encode_termination_message`."""
     return encode_termination_message(step=state.step, metrics=state.latest, rungs=state.rungs,
                                       finished=state.finished, objective=state.objective,
                                       limit=limit)
-
-
-# --- rung records across attempts ------------------------------------------------------
-
-
-def rungs_to_json(rungs: Mapping[int, Rung]) -> str:
-    return _dumps(
-        {
-            str(m): {
-                "step": r.step,
-                "metrics": {k: encode_float(v) for k, v in sorted(r.values.items())},
-            }
-            for m, r in sorted(rungs.items())
-        }
-    )
-
-
-def rungs_from_json(text: str, milestones: Sequence[int]) -> dict[int, Rung]:
-    """Rungs saved by an earlier attempt of the same trial, for the milestones still in use."""
-    raw = json.loads(text)
-    rungs: dict[int, Rung] = {}
-    for key, entry in raw.items():
-        milestone = int(key)
-        if milestone in milestones:
-            values = {k: decode_float(v) for k, v in entry["metrics"].items()}
-            rungs[milestone] = Rung(milestone, int(entry["step"]), values)
-    return rungs
