@@ -8,10 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Only what the package needs: the operator does not carry the trainer (no torch).
-COPY pyproject.toml README.md /src/
+# The operator extra only: no trainer (no torch), no pandas or matplotlib (the client's).
+COPY pyproject.toml README.md LICENSE /src/
 COPY operator/kubetune /src/operator/kubetune
-RUN pip install --no-cache-dir /src && rm -rf /src
+RUN pip install --no-cache-dir '/src[operator]' && rm -rf /src
 
 # Numeric UID so that the pod's runAsNonRoot can verify it. HOME is /tmp, the one
 # writable directory (an emptyDir) under the chart's read-only root filesystem.

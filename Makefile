@@ -7,10 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: dev test test-unit test-integration test-e2e lint helm-lint kind crds binaries system-deps venv cluster-up cluster-down clean
 
-$(STAMP): pyproject.toml
+# kubetune with every role's extra and the test tools, and the reference trainer (its own
+# distribution, trainer_image/), both editable: `python -m kubetune_trainer` is what the
+# examples and the e2e tests run in trial pods.
+$(STAMP): pyproject.toml trainer_image/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip uv
-	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev,trainer]'
+	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev]' -e ./trainer_image
 	touch $(STAMP)
 
 # Python environment only.
@@ -65,4 +68,4 @@ cluster-down: $(STAMP)
 	$(VENV)/bin/kubetune cluster down
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info trainer_image/build trainer_image/*.egg-info
