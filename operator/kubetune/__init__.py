@@ -16,17 +16,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kubetune.client.tuner import (
+    from kubetune.client.config import (
         ASHAScheduler,
         FailureConfig,
         FIFOScheduler,
         MedianStoppingRule,
-        Result,
-        ResultGrid,
         RunConfig,
         TuneConfig,
-        Tuner,
     )
+    from kubetune.client.results import Result, ResultGrid
+    from kubetune.client.tuner import Tuner
 
 __version__ = "0.1.0"
 
@@ -42,14 +41,26 @@ __all__ = [
     "Tuner",
     "__version__",
 ]
-_CLIENT_NAMES = frozenset(__all__) - {"__version__"}
+
+# Where each user-side name lives; imported on first access.
+_CLIENT_NAMES = {
+    "ASHAScheduler": "kubetune.client.config",
+    "FIFOScheduler": "kubetune.client.config",
+    "FailureConfig": "kubetune.client.config",
+    "MedianStoppingRule": "kubetune.client.config",
+    "RunConfig": "kubetune.client.config",
+    "TuneConfig": "kubetune.client.config",
+    "Result": "kubetune.client.results",
+    "ResultGrid": "kubetune.client.results",
+    "Tuner": "kubetune.client.tuner",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name not in _CLIENT_NAMES:
         raise AttributeError(f"module 'kubetune' has no attribute {name!r}")
     try:
-        module = importlib.import_module("kubetune.client.tuner")
+        module = importlib.import_module(_CLIENT_NAMES[name])
     except ModuleNotFoundError as e:
         raise ModuleNotFoundError(
             f"kubetune.{name} needs the client extra: pip install 'kubetune[client]' ({e})"

@@ -13,10 +13,13 @@ kubetune; keep old names readable when you do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TypedDict
 
 # -- labels and annotations ----------------------------------------------------------------
@@ -235,3 +238,86 @@ def decode_termination_message(text: str) -> TerminationMessage:
     if raw.get("truncated"):
         message["truncated"] = True
     return message
+
+
+# -- the local dev cluster's state directory (the dev cluster writes it, the client reads it) -----
+# `kubetune cluster up` records the cluster it started in its state directory; the CLI and
+# the Tuner read that record to find a running local cluster's admin kubeconfig, its
+# Prometheus and its pods' log files, without importing the dev cluster's code.
+
+#: The record of a running local cluster in its state directory: `ClusterState` as JSON.
+CLUSTER_STATE_FILE = "state.json"
+
+
+def default_cluster_dir() -> Path:
+    """$KUBETUNE_CLUSTER_DIR, else kubetune-$UID/cluster in /dev/shm (or $TMPDIR, or /tmp).
+
+    Read at call time, so a test or a shell can point it elsewhere.
+    """
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() else Path(os.environ.get("TMPDIR", "/tmp"))
+    return Path(os.environ.get(ENV_CLUSTER_DIR, base / f"kubetune-{os.getuid()}" / "cluster"))
+
+
+@dataclass
+class ClusterState:
+    """Everything needed to reach, stop or restart a running local cluster (its state.json)."""
+
+    state_dir: str
+    #: The admin user's kubeconfig (system:masters).
+    kubeconfig: str
+    apiserver_url: str
+    prometheus_url: str
+    #: Local port of each component, by component name.
+    ports: dict[str, int]
+    #: PID of each running component; each leads its own process group.
+    pids: dict[str, int] = field(default_factory=dict)
+    #: The argv each component was started with, so a stopped one can start again.
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    nodes: list[str] = field(default_factory=list)
+    gpus_per_node: int = 0
+
+    def save(self) -> None:
+        Path(self.state_dir, CLUSTER_STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, state_dir: Path) -> ClusterState:
+        """Read state_dir's record; OSError when there is none, ValueError/TypeError if garbled."""
+        return cls(**json.loads((state_dir / CLUSTER_STATE_FILE).read_text()))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (a zombie child of ours counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+def running_cluster_state(state_dir: Path | None = None) -> ClusterState | None:
+    """The record of the local cluster running in state_dir (default: `default_cluster_dir()`),
+    or None when none is recorded there or one of its processes has exited."""
+    directory = default_cluster_dir() if state_dir is None else state_dir
+    if not (directory / CLUSTER_STATE_FILE).exists():
+        return None
+    try:
+        state = ClusterState.load(directory)
+    except (OSError, ValueError, TypeError):
+        return None
+    return state if all(pid_alive(pid) for pid in state.pids.values()) else None
+
+
+def component_log_path(state_dir: Path | str, component: str) -> Path:
+    """The log of one of the cluster's processes (etcd, runner, ...; `kubetune dev`'s operator)."""
+    return Path(state_dir) / "logs" / f"{component}.log"
+
+
+def pod_log_path(state_dir: Path | str, namespace: str, pod: str) -> Path:
+    """Where the local runner writes a pod's output (a pod made again under its name appends)."""
+    return Path(state_dir) / "pods" / namespace / f"{pod}.log"

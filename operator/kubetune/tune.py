@@ -1,12 +1,22 @@
 """`from kubetune import tune`: Ray Tune's names in one module, as `from ray import tune`.
 
 Imported on the user's side (laptop, notebook). Search-space functions come from
-`kubetune.client.domains`, the Tuner and its configs from `kubetune.client`;
-this module only re-exports them.
+`kubetune.client.domains`, the Tuner from `kubetune.client.tuner`, its configs
+from `kubetune.client.config` and its results from `kubetune.client.results`;
+this module only re-exports them and is imported by none of them.
 """
 
 from __future__ import annotations
 
+from kubetune.client.config import (
+    ASHAScheduler,
+    AsyncHyperBandScheduler,
+    FailureConfig,
+    FIFOScheduler,
+    MedianStoppingRule,
+    RunConfig,
+    TuneConfig,
+)
 from kubetune.client.domains import (
     Domain,
     choice,
@@ -24,18 +34,8 @@ from kubetune.client.domains import (
     search_space,
     uniform,
 )
-from kubetune.client.tuner import (
-    ASHAScheduler,
-    AsyncHyperBandScheduler,
-    FailureConfig,
-    FIFOScheduler,
-    MedianStoppingRule,
-    Result,
-    ResultGrid,
-    RunConfig,
-    TuneConfig,
-    Tuner,
-)
+from kubetune.client.results import Result, ResultGrid
+from kubetune.client.tuner import Tuner
 
 __all__ = [
     "ASHAScheduler",

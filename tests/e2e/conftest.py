@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from kubetune.client.tuner import ExperimentClient, wait_for_experiment
+from kubetune.client.experiments import ExperimentClient
+from kubetune.client.tuner import wait_for_experiment
 from tests.support.operator import scripted_experiment
 
 QUALITIES = [0.5, 0.9, 0.3, 0.8, 0.2, 0.95]

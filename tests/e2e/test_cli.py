@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from kubetune.client.cli import main
-from kubetune.devcluster.controlplane import free_port
+from kubetune.devcluster.processes import free_port
 from tests.e2e.conftest import FLAKY_INDEX, QUALITIES
 from tests.support.scripted_trial import curve
 
@@ -63,7 +63,7 @@ def test_trials_sorted_by_the_objective_list_the_best_first(cluster, module_name
 
 
 def finished_metric(cluster: Any, namespace: str, trial: str) -> float:
-    from kubetune.client.tuner import ExperimentClient
+    from kubetune.client.experiments import ExperimentClient
 
     status = ExperimentClient(cluster.kubeconfig, namespace=namespace).get_trial(trial)["status"]
     return float(status["metrics"]["accuracy"])
@@ -115,8 +115,8 @@ def test_plot_without_prometheus_falls_back_to_the_trial_records(
 
 
 def test_prometheus_range_query_gives_each_trials_curve(cluster, module_namespace, finished):
-    from kubetune.client.plot import fetch_history
-    from kubetune.client.tuner import ExperimentClient
+    from kubetune.client.experiments import ExperimentClient
+    from kubetune.client.history import fetch_history
 
     status = finished["status"]
     start = datetime.fromisoformat(status["startTime"].replace("Z", "+00:00")).timestamp()

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from kubetune.client.cli import main
 from kubetune.client.devjourney import DEFAULT_CHECKPOINT_ROOT, launch_operator, load_example
-from kubetune.client.tuner import ExperimentClient
+from kubetune.client.experiments import ExperimentClient
 from tests.e2e.test_cli import png_size
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,8 @@ import pytest
 import kubetune
 from kubetune import tune
 from kubetune.api import validate_experiment_spec
-from kubetune.client.tuner import ExperimentClient, TuneError
+from kubetune.client.errors import TuneError
+from kubetune.client.experiments import ExperimentClient
 from kubetune.search import BasicVariantSampler
 from tests.support.operator import CHECKPOINT_ROOT, SCRIPTED_TRIAL
 from tests.support.scripted_trial import curve
@@ -81,8 +82,8 @@ def test_to_manifest_is_a_valid_experiment_with_ray_names_mapped():
         tune_config=kubetune.TuneConfig(
             metric="accuracy", mode="max", num_samples=3, max_concurrent_trials=2, seed=5,
             scheduler=kubetune.ASHAScheduler(max_t=27, grace_period=3, reduction_factor=3)),
-        run_config=kubetune.client.tuner.RunConfig(
-            failure_config=kubetune.client.tuner.FailureConfig(max_failures=2, fail_fast=True)),
+        run_config=kubetune.RunConfig(
+            failure_config=kubetune.FailureConfig(max_failures=2, fail_fast=True)),
         name="demo")
     manifest = tuner.to_manifest()
     spec = validate_experiment_spec(manifest["spec"])

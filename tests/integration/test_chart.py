@@ -37,7 +37,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from kubetune.devcluster import ClusterConfig, LocalCluster
-from kubetune.devcluster.controlplane import free_port
+from kubetune.devcluster.processes import free_port
 from tests.integration.kube import wait_for
 from tests.support.operator import OperatorProcess, scripted_experiment
 from tests.unit.test_chart_render import (

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kubetune.contract import pid_alive
 from kubetune.devcluster import ClusterConfig, LocalCluster
-from kubetune.devcluster.controlplane import _alive
 
 
 def test_teardown_ends_only_its_own_processes_and_removes_its_directory(tmp_path: Path):
@@ -19,12 +19,12 @@ def test_teardown_ends_only_its_own_processes_and_removes_its_directory(tmp_path
         pids = dict(local.state.pids)
         assert set(pids) == {"etcd", "prometheus", "kube-apiserver", "kube-controller-manager",
                              "kube-scheduler", "kwok", "runner"}
-        assert all(_alive(pid) for pid in pids.values())
+        assert all(pid_alive(pid) for pid in pids.values())
         node = local.api().read_node("kwok-gpu-0")
         assert node.status.allocatable["nvidia.com/gpu"] == "8"
     finally:
         local.down()
-    assert not any(_alive(pid) for pid in pids.values())
+    assert not any(pid_alive(pid) for pid in pids.values())
     assert not (tmp_path / "c").exists()
     assert bystander.poll() is None, "teardown must not touch processes it did not start"
     bystander.kill()

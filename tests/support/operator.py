@@ -15,7 +15,7 @@ import requests
 from kubernetes import client
 
 from kubetune.devcluster import LocalCluster
-from kubetune.devcluster.controlplane import free_port
+from kubetune.devcluster.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTED_TRIAL = ROOT / "tests" / "support" / "scripted_trial.py"

@@ -1,14 +1,15 @@
 """`kubetune dev`: one command from a fresh checkout to a tuned model and its plot.
 
-It starts (or reuses) the local control plane, installs the CRDs, starts the
-operator as a background process (its log in the cluster's state directory),
-applies an example TuneExperiment, follows it to the end, and writes the
-learning-curve plot. The operator it started is stopped again; the cluster is
-left running for `kubetune status/trials/plot/logs` unless asked otherwise.
+On a running local cluster (the `kubetune dev` command starts or reuses it,
+see `kubetune.client.cli.cluster`), it installs the CRDs, starts the operator
+as a background process (its log in the cluster's state directory), applies an
+example TuneExperiment, follows it to the end, and writes the learning-curve
+plot. The operator it started is stopped again.
 
-Each step is a function of its own, so tests can run the journey against a
-cluster and an operator they already have (`start_operator=False`) and check
-`launch_operator` on its own.
+The cluster is known here only by the record it keeps (`contract.ClusterState`),
+so this module does not import the dev cluster. Each step is a function of its
+own, so tests can run the journey against a cluster and an operator they
+already have (`start_operator=False`) and check `launch_operator` on its own.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,12 +32,14 @@ import requests
 import yaml
 
 from kubetune import contract
-from kubetune.client.tuner import ExperimentClient, KubetuneError, wait_for_experiment
+from kubetune.client.errors import KubetuneError
+from kubetune.client.experiments import ExperimentClient
+from kubetune.client.plot import render
+from kubetune.client.tuner import wait_for_experiment
+from kubetune.contract import ClusterState
 
 if TYPE_CHECKING:
     from kubernetes import client as k8s
-
-    from kubetune.devcluster import LocalCluster
 
 DEFAULT_EXAMPLE = Path("examples/mnist-asha.yaml")
 DEFAULT_CHECKPOINT_ROOT = contract.DEFAULT_CHECKPOINT_ROOT  # the operator's default for trial pods
@@ -62,25 +66,6 @@ def load_example(path: Path | str) -> dict[str, Any]:
         if isinstance(document, dict) and document.get("kind") == "TuneExperiment":
             return document
     raise KubetuneError(f"{path} holds no TuneExperiment")
-
-
-def ensure_cluster(state_dir: Path | None = None, say: Say = _quiet) -> tuple[LocalCluster, bool]:
-    """The running local cluster, or a new one; True when it was started here."""
-    from kubetune.devcluster import ClusterConfig, ClusterError, LocalCluster
-    from kubetune.devcluster.binaries import BinariesMissing
-
-    local = LocalCluster(ClusterConfig(state_dir=state_dir) if state_dir else None)
-    if local.is_up():
-        say(f"using the local cluster in {local.state_dir}")
-        return local, False
-    say("starting a local control plane (etcd, apiserver, scheduler, KWOK GPU nodes, "
-        "Prometheus)...")
-    try:
-        seconds = local.up()
-    except (ClusterError, BinariesMissing) as e:
-        raise KubetuneError(str(e)) from None
-    say(f"local cluster up in {seconds:.1f}s ({local.state_dir})")
-    return local, True
 
 
 def install_crds(api: k8s.ApiClient, timeout: float = 60.0) -> None:
@@ -165,9 +150,7 @@ def launch_operator(kubeconfig: Path, prometheus_url: str, log: Path, *,
                    namespaces: tuple[str, ...] = (), tick: float = 1.0,
                    timeout: float = 60.0) -> OperatorHandle:
     """Run `python -m kubetune` in the background; return once its /healthz answers."""
-    from kubetune.devcluster.controlplane import free_port
-
-    metrics_port, health_port = free_port(), free_port()
+    metrics_port, health_port = _free_port(), _free_port()
     argv = [sys.executable, "-m", "kubetune", "--kubeconfig", str(kubeconfig),
             "--prometheus-url", prometheus_url, "--tick", str(tick),
             "--metrics-port", str(metrics_port), "--health-port", str(health_port)]
@@ -235,8 +218,7 @@ class DevResult:
     plot: Path
     plot_source: str
     seconds: float
-    cluster: LocalCluster
-    cluster_started: bool
+    cluster: ClusterState
     operator_log: Path | None
     namespace: str
 
@@ -249,52 +231,51 @@ class DevResult:
         return dict((self.experiment.get("status") or {}).get("bestTrial") or {})
 
 
-def _default_plot_path(local: LocalCluster, name: str) -> Path:
+def _default_plot_path(local: ClusterState, name: str) -> Path:
     # Beside the cluster's directory, so that `kubetune cluster down` leaves the plot.
     return Path(local.state_dir).parent / "plots" / f"{name}.png"
 
 
-def run_dev(example: Path | str = DEFAULT_EXAMPLE, *, namespace: str = "default",
-            state_dir: Path | None = None, start_operator: bool = True,
-            down: bool = False, timeout: float = 1800.0, plot_path: Path | None = None,
-            watch: Watch | None = None, say: Say = _quiet) -> DevResult:
-    """The whole journey; see the module docstring. `watch` shows progress until the end."""
+def run_dev(experiment: Mapping[str, Any], local: ClusterState, *, source: str,
+            namespace: str = "default", start_operator: bool = True, timeout: float = 1800.0,
+            plot_path: Path | None = None, watch: Watch | None = None,
+            say: Say = _quiet) -> DevResult:
+    """The whole journey on `local`; see the module docstring. `experiment` is the example
+    (`load_example(source)`); `watch` shows progress until the end."""
     started = time.monotonic()
-    experiment = load_example(example)
     name = experiment["metadata"]["name"]
-    local, cluster_started = ensure_cluster(state_dir, say)
+    kubeconfig = Path(local.kubeconfig)
     operator: OperatorHandle | None = None
+    client = ExperimentClient(kubeconfig, namespace=namespace)
+    install_crds(client.api)
+    ensure_namespace(client.api, namespace)
     try:
-        client = ExperimentClient(local.kubeconfig, namespace=namespace)
-        install_crds(client.api)
-        ensure_namespace(client.api, namespace)
-        try:
-            if start_operator:
-                log = local.log_path("operator")
-                operator = launch_operator(local.kubeconfig, local.prometheus_url, log,
-                                           namespaces=(namespace,))
-                say(f"operator running (pid {operator.pid}), log: {log}")
-            apply_fresh(client, experiment, say)
-            say(f"applied TuneExperiment {namespace}/{name} from {example}")
-            if watch is not None:
-                watch(client, name)
-            final = wait_for_experiment(client, name, timeout=timeout)
-        finally:
-            if operator is not None:
-                operator.stop()
-                say("operator stopped")
-        trials = client.list_trials(name)
-        histories, source = client.histories(final, trials)
-        from kubetune.client.plot import render
-
-        plot = render(final, trials, histories, plot_path or _default_plot_path(local, name),
-                      source=source)
+        if start_operator:
+            log = contract.component_log_path(local.state_dir, "operator")
+            operator = launch_operator(kubeconfig, local.prometheus_url, log,
+                                       namespaces=(namespace,))
+            say(f"operator running (pid {operator.pid}), log: {log}")
+        apply_fresh(client, experiment, say)
+        say(f"applied TuneExperiment {namespace}/{name} from {source}")
+        if watch is not None:
+            watch(client, name)
+        final = wait_for_experiment(client, name, timeout=timeout)
     finally:
-        if down:
-            local.down()
-            say("local cluster stopped")
-    return DevResult(final, plot, source, time.monotonic() - started, local, cluster_started,
+        if operator is not None:
+            operator.stop()
+            say("operator stopped")
+    trials = client.list_trials(name)
+    histories, plot_source = client.histories(final, trials)
+    plot = render(final, trials, histories, plot_path or _default_plot_path(local, name),
+                  source=plot_source)
+    return DevResult(final, plot, plot_source, time.monotonic() - started, local,
                      operator.log if operator else None, namespace)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 __all__ = [
@@ -302,7 +283,6 @@ __all__ = [
     "DevResult",
     "OperatorHandle",
     "apply_fresh",
-    "ensure_cluster",
     "ensure_namespace",
     "forget_checkpoints",
     "install_crds",

@@ -17,6 +17,13 @@ for `ray.tune.Tuner` works unchanged. Sampling happens in the operator, not
 here: a domain is only a description, and the config of trial *i* is a pure
 function of (seed, i) there. `kubetune.tune` re-exports these together with
 `Tuner`, `TuneConfig` and the schedulers, as in `from ray import tune`.
+
+`Domain` is the one user-side type of a hyperparameter's domain: Ray's call
+(its name and arguments, shown as `tune.loguniform(0.0001, 0.1)`), checked with
+Ray's argument names. It is not a second schema: the schema is the CRD's
+`kubetune.api.SearchDomain`, which `Domain.to_spec()` is written in and
+`Domain.to_model()` parses into, and every manifest the Tuner builds is
+validated by the api before it is sent.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kubetune.api import SearchDomain
 
 __all__ = [
     "Domain",
@@ -55,6 +65,13 @@ class Domain:
     def to_spec(self) -> dict[str, list[Any]]:
         """The searchSpace entry, e.g. {"loguniform": [1e-05, 0.1]}."""
         return {self.kind: list(self.args)}
+
+    def to_model(self) -> SearchDomain:
+        """The entry as the api's model, validated by the CRD's rules (pydantic's
+        ValidationError, a ValueError, names the rule a bad entry breaks)."""
+        from kubetune.api import SearchDomain
+
+        return SearchDomain.model_validate(self.to_spec())
 
     def __repr__(self) -> str:
         return f"tune.{_RAY_NAMES.get(self.kind, self.kind)}({', '.join(map(repr, self.args))})"

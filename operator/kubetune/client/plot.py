@@ -1,120 +1,18 @@
-"""Learning curves of an experiment's trials: where they come from, and one PNG of them.
+"""Learning curves of an experiment's trials as one PNG.
 
-A curve is the objective against the step (ASHA's time attribute). The full
-curve comes from Prometheus, which scraped every trial's gauges while it ran:
-one range query per experiment returns the step and metric series of all its
-trials, joined here on their shared scrape timestamps. Prometheus may be
-unreachable from where the command runs, or have dropped old data, so the
-values the operator persisted on each TuneTrial (the value at every rung it
-reached, and its final metrics) are merged in as well; they alone still draw
-a curve through the rungs, with every pruned trial ending at the rung that
-stopped it.
+A curve is the objective against the step (ASHA's time attribute), taken from
+each trial's history (`kubetune.client.history`): pruned trials end in an x at
+the rung that stopped them, the best trial is highlighted.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from kubetune import contract
-
-History = dict[int, dict[str, float]]
-"""step -> {metric: value} for one trial."""
-
-MAX_POINTS_PER_SERIES = 10_000  # Prometheus refuses range queries above 11,000 points per series
-
-
-class HistoryUnavailable(RuntimeError):
-    """Prometheus could not be queried; the message says why."""
-
-
-def history_selector(namespace: str, experiment: str) -> str:
-    """Every trial's step and metric gauges of one experiment (labels set from the pod)."""
-    return (f'{{__name__=~"kubetune_trial_(step|metric)",namespace="{namespace}",'
-            f'experiment="{experiment}"}}')
-
-
-def fetch_history(url: str, namespace: str, experiment: str, start: float, end: float,
-                  timeout: float = 10.0) -> dict[str, History]:
-    """Each trial's reported metrics by step, from one Prometheus range query."""
-    span = max(end - start, 1.0)
-    resolution = max(1, math.ceil(span / MAX_POINTS_PER_SERIES))
-    try:
-        response = requests.get(
-            f"{url.rstrip('/')}/api/v1/query_range",
-            params={"query": history_selector(namespace, experiment), "start": f"{start:.3f}",
-                    "end": f"{end:.3f}", "step": f"{resolution}s"},
-            timeout=timeout,
-        )
-        response.raise_for_status()
-        body = response.json()
-    except (requests.RequestException, ValueError) as e:
-        raise HistoryUnavailable(f"Prometheus at {url} could not be queried: {_reason(e)}") from None
-    if body.get("status") != "success":
-        raise HistoryUnavailable(f"Prometheus at {url} answered: {body.get('error', body)}")
-    return parse_history(body["data"]["result"])
-
-
-def _reason(error: Exception) -> str:
-    """The last, most specific part of a requests error ("[Errno 111] Connection refused")."""
-    text = str(error)
-    for marker in ("[Errno", "Read timed out", "Name or service not known"):
-        at = text.rfind(marker)
-        if at >= 0:
-            return text[at:].split("'")[0].split('"')[0].rstrip(")")
-    return text if len(text) < 160 else f"{type(error).__name__}"
-
-
-def parse_history(result: Sequence[Mapping[str, Any]]) -> dict[str, History]:
-    """Join step and metric series on their timestamps (one scrape holds both, consistently)."""
-    steps: dict[tuple[str, str], dict[float, int]] = {}
-    values: list[tuple[str, str, str, list[Any]]] = []
-    for series in result:
-        labels = series["metric"]
-        trial, pod = labels.get("trial"), labels.get("pod", "")
-        if not trial:
-            continue
-        if labels.get("__name__") == contract.METRIC_STEP:
-            steps[(trial, pod)] = {float(t): int(float(v)) for t, v in series["values"]
-                                   if math.isfinite(float(v))}
-        elif "metric" in labels:
-            values.append((trial, pod, labels["metric"], series["values"]))
-    history: dict[str, History] = {}
-    for trial, pod, metric, samples in values:
-        at = steps.get((trial, pod), {})
-        for t, v in samples:
-            step, value = at.get(float(t)), float(v)
-            if step is not None and math.isfinite(value):
-                history.setdefault(trial, {}).setdefault(step, {})[metric] = value
-    return history
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def trial_history(trial: Mapping[str, Any], objective: str,
-                  scraped: History | None = None) -> History:
-    """Scraped points, completed with the rung values and final metrics kept on the TuneTrial."""
-    merged: History = {step: dict(m) for step, m in (scraped or {}).items()}
-    status = trial.get("status") or {}
-    for rung in status.get("rungs") or []:
-        value, step = _finite(rung.get("value")), rung.get("step") or rung.get("milestone")
-        if value is not None and isinstance(step, int):
-            merged.setdefault(step, {}).setdefault(objective, value)
-    step = status.get("step")
-    if isinstance(step, int):
-        for name, value in (status.get("metrics") or {}).items():
-            if _finite(value) is not None:
-                merged.setdefault(step, {}).setdefault(name, float(value))
-    return dict(sorted(merged.items()))
+from kubetune.client.history import History, finite
 
 
 @dataclass
@@ -140,7 +38,7 @@ def trial_curves(trials: Sequence[Mapping[str, Any]], histories: Mapping[str, Hi
         pruned_at = None
         if pruned:
             step = pruned.get("step") or pruned.get("milestone")
-            value = _finite(pruned.get("value"))
+            value = finite(pruned.get("value"))
             if value is None and points:
                 value = points[-1][1]
             if isinstance(step, int) and value is not None:
@@ -198,7 +96,7 @@ def render(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
     milestones = [r for r in status.get("rungs") or [] if isinstance(r.get("milestone"), int)]
     for rung in milestones:
         ax.axvline(rung["milestone"], color="#cccccc", linewidth=0.8, linestyle="--", zorder=0)
-        cutoff = _finite(rung.get("cutoff"))
+        cutoff = finite(rung.get("cutoff"))
         if cutoff is not None:
             ax.plot(rung["milestone"], cutoff, marker="_", color="black", markersize=22,
                     markeredgewidth=2, zorder=5)
@@ -207,7 +105,7 @@ def render(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
     if best_curve is not None and best_curve.points:
         steps, values = zip(*best_curve.points, strict=True)
         ax.plot(steps, values, color=_BEST, linewidth=3, marker="o", markersize=4, zorder=6)
-    best_value = _finite(best.get("metric"))
+    best_value = finite(best.get("metric"))
     if best_value is not None and isinstance(best.get("step"), int):
         ax.plot(best["step"], best_value, marker="*", color=_BEST, markersize=18,
                 markeredgecolor="black", zorder=7)
@@ -239,7 +137,7 @@ def render(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
         handles.append(Line2D([], [], color="#c44e52", marker="x", linestyle="",
                               markersize=9, markeredgewidth=2,
                               label="stopped by the scheduler at this rung"))
-    if any(_finite(r.get("cutoff")) is not None for r in milestones):
+    if any(finite(r.get("cutoff")) is not None for r in milestones):
         handles.append(Line2D([], [], color="black", marker="_", linestyle="", markersize=16,
                               markeredgewidth=2, label="rung cutoff"))
     if handles:
@@ -253,5 +151,4 @@ def render(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
     return out
 
 
-__all__ = ["History", "HistoryUnavailable", "TrialCurve", "fetch_history", "parse_history",
-           "render", "trial_curves", "trial_history"]
+__all__ = ["TrialCurve", "render", "trial_curves"]

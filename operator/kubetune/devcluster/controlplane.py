@@ -4,57 +4,48 @@ etcd, kube-apiserver (TLS, client certificates, Node+RBAC authorisation),
 kube-controller-manager (garbage collection, service accounts), kube-scheduler,
 KWOK fake nodes that advertise `nvidia.com/gpu`, Prometheus (file-based service
 discovery) and the local runner that plays the kubelet. Every process is ours,
-started in its own session and recorded by PID in `state.json`, so teardown
-ends exactly what `up()` started and nothing else.
+started in its own session and recorded by PID in `state.json` (the contract's
+`ClusterState`, which the client reads too), so teardown ends exactly what
+`up()` started and nothing else. What each component runs with is in
+`components`; this module starts them, waits for them and stops them.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import logging
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
 
+from kubetune.contract import (
+    CLUSTER_STATE_FILE,
+    ClusterState,
+    component_log_path,
+    default_cluster_dir,
+    pid_alive,
+)
+from kubetune.devcluster import components
 from kubetune.devcluster.binaries import Binaries, find_binaries
 from kubetune.devcluster.pki import Pki, make_pki
+from kubetune.devcluster.processes import free_port, start_detached, terminate
 
 log = logging.getLogger(__name__)
 
-STAGES_FILE = Path(__file__).with_name("kwok-stages.yaml")
-NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU = "nvidia.com/gpu"
-
-
-def default_state_dir() -> Path:
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(os.environ.get("TMPDIR", "/tmp"))
-    return Path(os.environ.get("KUBETUNE_CLUSTER_DIR", base / f"kubetune-{os.getuid()}" / "cluster"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
 class ClusterConfig:
     """What `kubetune cluster up` builds: fake GPU nodes and scrape cadence."""
 
-    state_dir: Path = field(default_factory=default_state_dir)
+    state_dir: Path = field(default_factory=default_cluster_dir)
     nodes: int = 4
     gpus_per_node: int = 4
     cpu_per_node: str = "32"
@@ -62,76 +53,8 @@ class ClusterConfig:
     scrape_interval: str = "1s"
 
 
-@dataclass
-class ClusterState:
-    """Everything needed to reach, stop or restart a running local cluster."""
-
-    state_dir: str
-    kubeconfig: str
-    apiserver_url: str
-    prometheus_url: str
-    ports: dict[str, int]
-    pids: dict[str, int] = field(default_factory=dict)
-    commands: dict[str, list[str]] = field(default_factory=dict)
-    nodes: list[str] = field(default_factory=list)
-    gpus_per_node: int = 0
-
-    def save(self) -> None:
-        Path(self.state_dir, "state.json").write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, state_dir: Path) -> ClusterState:
-        return cls(**json.loads((state_dir / "state.json").read_text()))
-
-
 class ClusterError(RuntimeError):
     """The local control plane failed to start; the message names the component and its log."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as gone.
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-            return False
-    return True
-
-
-def _terminate(pid: int, grace: float = 5.0) -> None:
-    """SIGTERM the process group `pid` leads, then SIGKILL what is left after `grace`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            if not _alive(pid):
-                return
-            time.sleep(0.05)
-
-
-def _kubeconfig(server: str, pki: Pki, user: str) -> dict[str, Any]:
-    def b64(p: Path) -> str:
-        return base64.b64encode(p.read_bytes()).decode()
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "kubetune-local", "cluster": {
-            "server": server, "certificate-authority-data": b64(pki.ca_cert)}}],
-        "users": [{"name": user, "user": {
-            "client-certificate-data": b64(pki.cert(user)),
-            "client-key-data": b64(pki.key(user))}}],
-        "contexts": [{"name": "kubetune-local", "context": {
-            "cluster": "kubetune-local", "user": user}}],
-        "current-context": "kubetune-local",
-    }
 
 
 class LocalCluster:
@@ -157,18 +80,21 @@ class LocalCluster:
     def prometheus_url(self) -> str:
         return self.state.prometheus_url
 
+    def _recorded(self) -> bool:
+        return (self.state_dir / CLUSTER_STATE_FILE).exists()
+
     def is_up(self) -> bool:
-        if not (self.state_dir / "state.json").exists():
+        if not self._recorded():
             return False
-        return all(_alive(pid) for pid in self.state.pids.values())
+        return all(pid_alive(pid) for pid in self.state.pids.values())
 
     def log_path(self, component: str) -> Path:
-        return self.state_dir / "logs" / f"{component}.log"
+        return component_log_path(self.state_dir, component)
 
     # -- lifecycle -----------------------------------------------------------------
     def up(self, binaries: Binaries | None = None) -> float:
         """Start everything; return the seconds it took (binaries already built)."""
-        if (self.state_dir / "state.json").exists():
+        if self._recorded():
             if self.is_up():
                 raise ClusterError(f"a local cluster is already running in {self.state_dir}")
             self.down()
@@ -177,19 +103,13 @@ class LocalCluster:
         d = self.state_dir
         for sub in ("logs", "sd", "etcd", "prometheus", "pods"):
             (d / sub).mkdir(parents=True, exist_ok=True)
-        pki = make_pki(d / "pki", {
-            "admin": "/O=system:masters/CN=kubetune-admin",
-            "controller-manager": "/CN=system:kube-controller-manager",
-            "scheduler": "/CN=system:kube-scheduler",
-        })
-        ports = {name: free_port() for name in (
-            "etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler",
-            "kwok", "prometheus")}
+        pki = make_pki(d / "pki", components.USERS)
+        ports = {name: free_port() for name in components.PORTS}
         server = f"https://127.0.0.1:{ports['apiserver']}"
         kubeconfigs = {}
-        for user in ("admin", "controller-manager", "scheduler"):
+        for user in components.USERS:
             path = d / f"{user}.kubeconfig"
-            path.write_text(yaml.safe_dump(_kubeconfig(server, pki, user)))
+            path.write_text(yaml.safe_dump(components.kubeconfig(server, pki, user)))
             path.chmod(0o600)
             kubeconfigs[user] = str(path)
         self._state = ClusterState(
@@ -197,9 +117,9 @@ class LocalCluster:
             prometheus_url=f"http://127.0.0.1:{ports['prometheus']}", ports=ports,
             gpus_per_node=self.config.gpus_per_node,
         )
-        self._write_prometheus_config()
-        cmds = self._commands(binaries, pki, ports, kubeconfigs)
-        self._state.commands = cmds
+        (d / "prometheus.yml").write_text(yaml.safe_dump(
+            components.prometheus_config(d, self.config.scrape_interval)))
+        self._state.commands = components.commands(d, binaries, pki, ports, kubeconfigs)
         try:
             self._start("etcd")
             self._start("prometheus")
@@ -216,14 +136,14 @@ class LocalCluster:
 
     def down(self, keep_logs: bool = False) -> None:
         """Stop the processes this cluster started (by PID) and remove its directory."""
-        if not (self.state_dir / "state.json").exists():
+        if not self._recorded():
             return
         state = self.state
         for name in reversed(list(state.pids)):
-            _terminate(state.pids[name])
+            terminate(state.pids[name])
         if keep_logs:
             log.error("local cluster failed; logs kept in %s", self.state_dir / "logs")
-            (self.state_dir / "state.json").unlink()
+            (self.state_dir / CLUSTER_STATE_FILE).unlink()
         else:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         self._state = None
@@ -231,7 +151,7 @@ class LocalCluster:
     def stop(self, component: str) -> None:
         """Stop one component (e.g. "prometheus") to test how the operator copes."""
         pid = self.state.pids.pop(component)
-        _terminate(pid)
+        terminate(pid)
         self.state.save()
 
     def start(self, component: str) -> None:
@@ -241,100 +161,16 @@ class LocalCluster:
             self._wait_http(f"{self.prometheus_url}/-/ready", component)
 
     # -- internals -----------------------------------------------------------------
-    def _write_prometheus_config(self) -> None:
-        interval = self.config.scrape_interval
-        config = {
-            "global": {"scrape_interval": interval, "scrape_timeout": interval,
-                       "evaluation_interval": interval},
-            "scrape_configs": [{
-                "job_name": "kubetune-trials",
-                "file_sd_configs": [{"files": [str(self.state_dir / "sd" / "*.json")],
-                                     "refresh_interval": "1s"}],
-            }],
-        }
-        (self.state_dir / "prometheus.yml").write_text(yaml.safe_dump(config))
-
-    def _commands(
-        self, b: Binaries, pki: Pki, ports: dict[str, int], kc: dict[str, str]
-    ) -> dict[str, list[str]]:
-        d = self.state_dir
-        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
-        peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
-        common = ["--bind-address=127.0.0.1"]
-        return {
-            "etcd": [
-                b.path("etcd"), "--name=kubetune", f"--data-dir={d / 'etcd'}",
-                f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-                f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=kubetune={peer_url}", "--unsafe-no-fsync=true",
-                "--log-level=warn", "--listen-metrics-urls=",
-            ],
-            "kube-apiserver": [
-                b.path("kube-apiserver"), f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-                f"--secure-port={ports['apiserver']}",
-                f"--tls-cert-file={pki.cert('serving')}",
-                f"--tls-private-key-file={pki.key('serving')}",
-                f"--client-ca-file={pki.ca_cert}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={pki.sa_key}",
-                f"--service-account-signing-key-file={pki.sa_key}",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--authorization-mode=Node,RBAC", "--allow-privileged=true",
-                "--endpoint-reconciler-type=none", "--profiling=false",
-                f"--cert-dir={d / 'pki'}",
-            ],
-            "kube-controller-manager": [
-                b.path("kube-controller-manager"), f"--kubeconfig={kc['controller-manager']}",
-                f"--authentication-kubeconfig={kc['controller-manager']}",
-                f"--authorization-kubeconfig={kc['controller-manager']}",
-                *common, f"--secure-port={ports['controller-manager']}",
-                "--leader-elect=false", "--use-service-account-credentials=true",
-                f"--service-account-private-key-file={pki.sa_key}",
-                f"--root-ca-file={pki.ca_cert}", "--controllers=*",
-                "--concurrent-gc-syncs=20",
-            ],
-            "kube-scheduler": [
-                b.path("kube-scheduler"), f"--kubeconfig={kc['scheduler']}",
-                f"--authentication-kubeconfig={kc['scheduler']}",
-                f"--authorization-kubeconfig={kc['scheduler']}",
-                *common, f"--secure-port={ports['scheduler']}", "--leader-elect=false",
-            ],
-            "kwok": [
-                b.path("kwok"), f"--kubeconfig={kc['admin']}", f"--config={STAGES_FILE}",
-                "--manage-all-nodes=false",
-                f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
-                "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16",
-                "--node-ip=127.0.0.1", "--server-address=127.0.0.1:" + str(ports["kwok"]),
-            ],
-            "prometheus": [
-                b.prometheus, f"--config.file={d / 'prometheus.yml'}",
-                f"--storage.tsdb.path={d / 'prometheus'}",
-                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                "--storage.tsdb.retention.time=1d", "--log.level=warn",
-            ],
-            "runner": [
-                sys.executable, "-m", "kubetune.devcluster.runner",
-                f"--kubeconfig={kc['admin']}", f"--state-dir={d}",
-            ],
-        }
-
     def _start(self, name: str) -> None:
-        assert self._state is not None or (self.state_dir / "state.json").exists()
+        assert self._state is not None or self._recorded()
         state = self.state
-        cmd = state.commands[name]
-        out = open(self.log_path(name), "ab")  # noqa: SIM115 - the child keeps it
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=self.state_dir,
-        )
-        out.close()
-        state.pids[name] = proc.pid
+        state.pids[name] = start_detached(state.commands[name], self.log_path(name),
+                                          cwd=self.state_dir)
         state.save()
 
     def _check_alive(self, name: str) -> None:
         pid = self.state.pids.get(name)
-        if pid is not None and not _alive(pid):
+        if pid is not None and not pid_alive(pid):
             tail = self.log_path(name).read_text(errors="replace")[-2000:]
             raise ClusterError(f"{name} exited during start-up; its log ends:\n{tail}")
 
@@ -375,7 +211,7 @@ class LocalCluster:
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {
                     "name": name,
-                    "annotations": {NODE_ANNOTATION: "fake"},
+                    "annotations": {components.NODE_ANNOTATION: "fake"},
                     "labels": {"type": "kwok", "kubernetes.io/hostname": name,
                                "kubernetes.io/os": "linux", "nvidia.com/gpu.present": "true"},
                 },

@@ -1,16 +1,25 @@
 """The local runner: plays the kubelet for pods bound to the KWOK fake nodes.
 
-A bound pod's first container runs as a local process in this Python
-environment (the image is ignored): command/args with `$(VAR)` expansion, the
-pod's env, its own process group. The runner moves the pod through Running to
-Succeeded/Failed with the exit code and the termination message, kills the
-process group on deletion honouring the grace period (SIGTERM, then SIGKILL),
-completes the deletion, and registers the pod's metrics port with Prometheus
-through file-based service discovery, with the pod's namespace and labels as
-target labels (so a trial cannot speak for another).
+Of the kubelet it imitates what an operator can observe through the API:
 
-Pods share the host network here, so each pod's container port named
-`metrics` is given a free local port, passed in KUBETUNE_METRICS_PORT.
+- start: a bound pod's first container runs as a local process in this Python
+  environment (the image is ignored): command/args with `$(VAR)` expansion and
+  the env the kubelet would build (`podenv`), in a process group of its own;
+- status: the pod goes Running, then Succeeded/Failed with the exit code, the
+  reason and the termination message (`terminationMessagePolicy:
+  FallbackToLogsOnError` included), as a kubelet writes them (`podstatus`);
+- deletion: SIGTERM to the process group, SIGKILL after the grace period, then
+  the pod's deletion is completed;
+- logs: the container's output goes to a file (`contract.pod_log_path`), which
+  `kubetune logs` reads, since there is no kubelet API to stream it from;
+- scraping: the pod's metrics port is registered with Prometheus through
+  file-based service discovery, with the pod's namespace and labels as target
+  labels (so a trial cannot speak for another).
+
+Not imitated: images, init and sidecar containers, probes, restarts
+(restartPolicy is Never for trials), volumes and resource limits. Pods share
+the host network here, so each pod's container port named `metrics` is given a
+free local port, passed in KUBETUNE_METRICS_PORT.
 """
 
 from __future__ import annotations
@@ -20,15 +29,12 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,50 +42,17 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from kubetune import contract
+from kubetune.devcluster.podenv import expand, resolve_env
+from kubetune.devcluster.podstatus import now, running_status, target_labels, terminated_status
+from kubetune.devcluster.processes import free_port
 
 log = logging.getLogger("kubetune.runner")
-
-MESSAGE_LIMIT = 4096
-_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
-_LABEL = re.compile(r"[^a-zA-Z0-9_]")
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """Kubernetes' `$(VAR)` expansion: defined names are replaced, `$$` escapes."""
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name = m.group(1)
-        return env.get(name, m.group(0))
-
-    return _VAR.sub(sub, text)
-
-
-def target_labels(pod: dict[str, Any]) -> dict[str, str]:
-    meta = pod["metadata"]
-    labels = {"namespace": meta["namespace"], "pod": meta["name"]}
-    for key, value in (meta.get("labels") or {}).items():
-        labels[_LABEL.sub("_", key)] = value
-    own = meta.get("labels") or {}
-    for short, key in (("experiment", contract.EXPERIMENT_LABEL), ("trial", contract.TRIAL_LABEL)):
-        if key in own:
-            labels[short] = own[key]
-    return labels
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
 class LocalPod:
+    """A pod the runner started: its process and the files it writes."""
+
     uid: str
     namespace: str
     name: str
@@ -96,6 +69,8 @@ class LocalPod:
 
 
 class Runner:
+    """Watches the pods bound to any node and runs them here; one per dev cluster."""
+
     def __init__(self, api: client.CoreV1Api, state_dir: Path) -> None:
         self.api = api
         self.state_dir = state_dir
@@ -127,47 +102,6 @@ class Runner:
             if e.status not in (404, 409):
                 log.warning("deleting %s/%s failed: %s", ns, name, e.reason)
 
-    def _resolve_env(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
-        meta = pod["metadata"]
-        env: dict[str, str] = {}
-        for src in container.get("envFrom") or []:
-            if "configMapRef" in src:
-                cm = self.api.read_namespaced_config_map(src["configMapRef"]["name"], meta["namespace"])
-                for k, v in (cm.data or {}).items():
-                    env[src.get("prefix", "") + k] = v
-        for item in container.get("env") or []:
-            name = item["name"]
-            if "value" in item:
-                env[name] = expand(item.get("value") or "", env)
-                continue
-            ref = item.get("valueFrom") or {}
-            if "fieldRef" in ref:
-                env[name] = self._field(pod, ref["fieldRef"]["fieldPath"])
-            elif "configMapKeyRef" in ref:
-                r = ref["configMapKeyRef"]
-                cm = self.api.read_namespaced_config_map(r["name"], meta["namespace"])
-                env[name] = (cm.data or {}).get(r["key"], "")
-            elif "secretKeyRef" in ref:
-                import base64
-
-                r = ref["secretKeyRef"]
-                sec = self.api.read_namespaced_secret(r["name"], meta["namespace"])
-                env[name] = base64.b64decode((sec.data or {}).get(r["key"], "")).decode()
-        return env
-
-    @staticmethod
-    def _field(pod: dict[str, Any], path: str) -> str:
-        meta = pod["metadata"]
-        m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
-        if m:
-            return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
-        return str({
-            "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
-            "metadata.uid": meta["uid"], "spec.nodeName": pod["spec"].get("nodeName", ""),
-            "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
-            "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",
-        }.get(path, ""))
-
     # -- pod lifecycle ------------------------------------------------------------------
     def reconcile(self, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
@@ -191,7 +125,7 @@ class Runner:
                 return
             if phase == "Running":
                 # Running before this runner started: its process is gone.
-                self._patch_status(meta["namespace"], meta["name"], self._terminated_status(
+                self._patch_status(meta["namespace"], meta["name"], terminated_status(
                     None, 137, "the local runner restarted and lost this pod's process",
                     "RunnerRestarted", meta["name"], now()))
                 self.finished.add(uid)
@@ -204,10 +138,10 @@ class Runner:
         container = spec["containers"][0]
         workdir = self.pods_dir / ns / f"{name}-{uid[:8]}"
         workdir.mkdir(parents=True, exist_ok=True)
-        log_file = self.pods_dir / ns / f"{name}.log"
+        log_file = contract.pod_log_path(self.state_dir, ns, name)
         message_file = workdir / "termination-log"
         try:
-            env = self._resolve_env(pod, container)
+            env = resolve_env(self.api, pod, container)
         except ApiException as e:
             self._fail_to_start(pod, f"cannot resolve env: {e.reason}")
             return
@@ -252,42 +186,14 @@ class Runner:
             fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
         )
         log.info("started %s/%s as pid %s", ns, name, proc.pid)
-        cond = [{"type": t, "status": "True", "lastTransitionTime": started}
-                for t in ("Initialized", "PodReadyToStartContainers", "ContainersReady", "Ready")]
-        self._patch_status(ns, name, {
-            "phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
-            "podIPs": [{"ip": "127.0.0.1"}], "startTime": started, "conditions": cond,
-            "containerStatuses": [{
-                "name": container["name"], "image": container.get("image", ""), "imageID": "",
-                "containerID": f"local://{proc.pid}", "ready": True, "started": True,
-                "restartCount": 0, "state": {"running": {"startedAt": started}},
-            }],
-        })
+        self._patch_status(ns, name, running_status(container, proc.pid, started))
 
     def _fail_to_start(self, pod: dict[str, Any], message: str) -> None:
         meta = pod["metadata"]
         container = pod["spec"]["containers"][0]["name"]
         self.finished.add(meta["uid"])
-        self._patch_status(meta["namespace"], meta["name"], self._terminated_status(
+        self._patch_status(meta["namespace"], meta["name"], terminated_status(
             None, 128, message, "StartError", container, now()))
-
-    @staticmethod
-    def _terminated_status(local: LocalPod | None, code: int, message: str, reason: str,
-                           container: str, started: str) -> dict[str, Any]:
-        finished = now()
-        cond = [{"type": t, "status": "False", "reason": "PodCompleted",
-                 "lastTransitionTime": finished} for t in ("ContainersReady", "Ready")]
-        return {
-            "phase": "Succeeded" if code == 0 else "Failed",
-            "conditions": cond,
-            "containerStatuses": [{
-                "name": container, "image": "", "imageID": "",
-                "containerID": f"local://{local.proc.pid}" if local else "",
-                "ready": False, "started": False, "restartCount": 0,
-                "state": {"terminated": {"exitCode": code, "reason": reason, "message": message,
-                                         "startedAt": started, "finishedAt": finished}},
-            }],
-        }
 
     def _signal(self, local: LocalPod, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -301,7 +207,7 @@ class Runner:
             with contextlib.suppress(OSError):
                 text = "\n".join(local.log_file.read_text(errors="replace").splitlines()[-80:])
                 text = text[-2048:]
-        return text[:MESSAGE_LIMIT]
+        return text[:contract.TERMINATION_MESSAGE_LIMIT]
 
     def reap_once(self) -> None:
         with self.lock:
@@ -327,8 +233,8 @@ class Runner:
                 self._finish_deletion(local.namespace, local.name, local.uid)
                 continue
             reason = "Completed" if exit_code == 0 else ("OOMKilled" if exit_code == 137 else "Error")
-            self._patch_status(local.namespace, local.name, self._terminated_status(
-                local, exit_code, self._message(local, exit_code), reason, local.container,
+            self._patch_status(local.namespace, local.name, terminated_status(
+                local.proc.pid, exit_code, self._message(local, exit_code), reason, local.container,
                 local.started_at))
 
     def reaper(self) -> None:

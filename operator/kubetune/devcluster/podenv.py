@@ -1,0 +1,70 @@
+"""A container's environment as the kubelet builds it, for the local runner.
+
+`env` values with `$(VAR)` expansion, `envFrom` ConfigMaps, and `valueFrom`
+references to the pod's own fields, ConfigMap keys and Secret keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+from kubernetes import client
+
+_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' `$(VAR)` expansion: defined names are replaced, `$$` escapes."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1)
+        return env.get(name, m.group(0))
+
+    return _VAR.sub(sub, text)
+
+
+def field_value(pod: dict[str, Any], path: str) -> str:
+    """The downward API: a `fieldRef` path of the pod (this host's IPs are 127.0.0.1)."""
+    meta = pod["metadata"]
+    m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+    if m:
+        return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
+    return str({
+        "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
+        "metadata.uid": meta["uid"], "spec.nodeName": pod["spec"].get("nodeName", ""),
+        "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
+        "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",
+    }.get(path, ""))
+
+
+def resolve_env(api: client.CoreV1Api, pod: dict[str, Any],
+                container: dict[str, Any]) -> dict[str, str]:
+    """The container's variables, in the kubelet's order; raises ApiException if a ref fails."""
+    meta = pod["metadata"]
+    env: dict[str, str] = {}
+    for src in container.get("envFrom") or []:
+        if "configMapRef" in src:
+            cm = api.read_namespaced_config_map(src["configMapRef"]["name"], meta["namespace"])
+            for k, v in (cm.data or {}).items():
+                env[src.get("prefix", "") + k] = v
+    for item in container.get("env") or []:
+        name = item["name"]
+        if "value" in item:
+            env[name] = expand(item.get("value") or "", env)
+            continue
+        ref = item.get("valueFrom") or {}
+        if "fieldRef" in ref:
+            env[name] = field_value(pod, ref["fieldRef"]["fieldPath"])
+        elif "configMapKeyRef" in ref:
+            r = ref["configMapKeyRef"]
+            cm = api.read_namespaced_config_map(r["name"], meta["namespace"])
+            env[name] = (cm.data or {}).get(r["key"], "")
+        elif "secretKeyRef" in ref:
+            r = ref["secretKeyRef"]
+            sec = api.read_namespaced_secret(r["name"], meta["namespace"])
+            env[name] = base64.b64decode((sec.data or {}).get(r["key"], "")).decode()
+    return env
