@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import torch
 
-import kubetune_trainer
 from kubetune.trial import Session, TrialSettings, parse_termination_message
 from kubetune_trainer.__main__ import build_parser, run
 from kubetune_trainer.hyperparameters import Hyperparameters, resolve
@@ -247,9 +246,7 @@ def test_sigterm_stops_the_trainer_and_a_retry_resumes_at_the_next_epoch(tmp_pat
 
 
 def _trainer_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    package_root = str(Path(kubetune_trainer.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    env = dict(os.environ)  # kubetune_trainer comes from its installed distribution
     env.update(
         {
             "KUBETUNE_METRICS_PORT": "0",
