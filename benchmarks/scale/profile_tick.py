@@ -10,8 +10,13 @@ import tempfile
 import time
 
 from kubetune.api import validate_experiment_spec
-from kubetune.controller.planner import ExperimentView, PodView, TrialView, plan_tick
-from kubetune.controller.prometheus import TrialMetrics
+from kubetune.controller.planner import (
+    ExperimentView,
+    PodView,
+    TrialMetrics,
+    TrialView,
+    plan_tick,
+)
 
 PROFILE = tempfile.mktemp(suffix='.prof')
 raw = {"objective": {"metric": "accuracy", "mode": "max"},

@@ -318,10 +318,18 @@ def test_spec_rejects_values_that_json_cannot_carry() -> None:
 
 
 def test_non_finite_observations_become_absent() -> None:
-    record = RungRecord(milestone=3, value=math.nan, step=3, cutoff=math.inf, decision="stop")
+    record = RungRecord.from_dict(
+        {"milestone": 3, "value": math.nan, "step": 3, "cutoff": math.inf, "decision": "stop"}
+    )
     assert record.value is None and record.cutoff is None
+    (in_status,) = TuneTrialStatus.model_validate(
+        {"rungs": [{"milestone": 3, "value": math.nan, "step": 3, "decision": "stop"}]}
+    ).rungs or []
+    assert in_status == record
     status = TuneTrialStatus(metrics={"loss": math.nan, "acc": 0.5}, objective=-math.inf)
-    assert status.metrics == {"acc": 0.5} and status.objective is None
+    assert status.metrics == {"loss": None, "acc": 0.5} and status.objective is None
+    # Written as a merge patch, None removes the stored values rather than keeping stale ones.
+    assert status.merge_patch() == {"metrics": {"loss": None, "acc": 0.5}, "objective": None}
     assert RungSummary(milestone=1, cutoff=math.nan).cutoff is None
 
 

@@ -67,7 +67,11 @@ def test_first_trial_at_a_rung_continues(mode: str) -> None:
     s = asha(mode)
     verdict = s.on_result("a", 1, signed(mode, -1e9))
     assert verdict.decision is Decision.CONTINUE
-    assert s.records("a") == [RungRecord(1, signed(mode, -1e9), 1, None, Decision.CONTINUE)]
+    assert s.records("a") == [
+        RungRecord(
+            milestone=1, value=signed(mode, -1e9), step=1, cutoff=None, decision=Decision.CONTINUE
+        )
+    ]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -76,7 +80,13 @@ def test_trial_below_rung_cutoff_is_pruned(mode: str) -> None:
     s.on_result("a", 1, signed(mode, 0.5))
     verdict = s.on_result("b", 1, signed(mode, 0.4))
     assert verdict.decision is Decision.STOP
-    assert verdict.rung == RungRecord(1, signed(mode, 0.4), 1, signed(mode, 0.5), Decision.STOP)
+    assert verdict.rung == RungRecord(
+        milestone=1,
+        value=signed(mode, 0.4),
+        step=1,
+        cutoff=signed(mode, 0.5),
+        decision=Decision.STOP,
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -136,7 +146,9 @@ def test_trial_that_reached_max_t_records_its_final_value_on_complete() -> None:
         s.on_result("a", step, 1.0)
     s.on_complete("a", 81, 1.0)
     assert [r.milestone for r in s.records("a")] == [1, 3, 9, 27, 81]
-    assert s.records("a")[-1] == RungRecord(81, 1.0, 81, None, Decision.CONTINUE)
+    assert s.records("a")[-1] == RungRecord(
+        milestone=81, value=1.0, step=81, cutoff=None, decision=Decision.CONTINUE
+    )
 
 
 # Idempotence and stickiness
@@ -218,7 +230,9 @@ def test_non_finite_value_stops_trial_even_first_at_the_rung(mode: str, bad: flo
     s = asha(mode)
     verdict = s.on_result("a", 1, bad)
     assert verdict.decision is Decision.STOP
-    assert verdict.rung == RungRecord(1, None, 1, None, Decision.STOP)
+    assert verdict.rung == RungRecord(
+        milestone=1, value=None, step=1, cutoff=None, decision=Decision.STOP
+    )
     assert verdict.reason == "acc is not finite at rung 1 (step 1); counted as the worst value"
 
 
@@ -232,7 +246,7 @@ def test_non_finite_values_count_as_worst_in_the_cutoff(mode: str) -> None:
     verdict = s.on_result("a", 1, signed(mode, 0.5))
     assert verdict.decision is Decision.CONTINUE
     assert verdict.rung is None and s.records("a")[0].cutoff is None
-    assert s.rung_table()[0] == RungSummary(1, 4, signed(mode, 0.5))
+    assert s.rung_table()[0] == RungSummary(milestone=1, recorded=4, cutoff=signed(mode, 0.5))
 
 
 # on_complete
@@ -243,7 +257,9 @@ def test_on_complete_records_final_value_at_the_highest_milestone_it_reached() -
     for step in range(1, 9):
         s.on_result("a", step, 0.5)
     s.on_complete("a", 9, 0.6)
-    assert s.records("a")[-1] == RungRecord(9, 0.6, 9, None, Decision.CONTINUE)
+    assert s.records("a")[-1] == RungRecord(
+        milestone=9, value=0.6, step=9, cutoff=None, decision=Decision.CONTINUE
+    )
 
 
 def test_on_complete_is_idempotent_and_ignores_missing_values() -> None:
@@ -261,8 +277,8 @@ def test_on_complete_is_idempotent_and_ignores_missing_values() -> None:
 
 def test_rung_record_round_trips_through_json() -> None:
     for record in [
-        RungRecord(9, 0.31, 10, 0.52, Decision.STOP),
-        RungRecord(1, None, 1, None, Decision.CONTINUE),
+        RungRecord(milestone=9, value=0.31, step=10, cutoff=0.52, decision=Decision.STOP),
+        RungRecord(milestone=1, value=None, step=1, cutoff=None, decision=Decision.CONTINUE),
     ]:
         d = json.loads(json.dumps(record.to_dict()))
         assert d.keys() == {"milestone", "value", "step", "cutoff", "decision"}
@@ -272,7 +288,7 @@ def test_rung_record_round_trips_through_json() -> None:
 @pytest.mark.parametrize(
     ("d", "message"),
     [
-        ({"milestone": 1, "value": 1.0, "step": 1, "cutoff": None}, "lacks decision"),
+        ({"milestone": 1, "value": 1.0, "step": 1, "cutoff": None}, "decision: is required"),
         ({"milestone": 1, "value": 1.0, "step": 1, "cutoff": None, "decision": "pause"}, "'pause'"),
         (
             {"milestone": "1", "value": 1.0, "step": 1, "cutoff": None, "decision": "stop"},
@@ -316,14 +332,18 @@ def test_restore_twice_replaces_the_trials_values() -> None:
     ("records", "message"),
     [
         (
-            [RungRecord(2, 0.5, 2, None, Decision.CONTINUE)],
+            [RungRecord(milestone=2, value=0.5, step=2, cutoff=None, decision=Decision.CONTINUE)],
             "milestone 2, which is not one of its rungs",
         ),
-        ([RungRecord(1, 0.5, 1, None, Decision.CONTINUE)] * 2, "two records at milestone 1"),
+        (
+            [RungRecord(milestone=1, value=0.5, step=1, cutoff=None, decision=Decision.CONTINUE)]
+            * 2,
+            "two records at milestone 1",
+        ),
         (
             [
-                RungRecord(1, 0.5, 1, 0.6, Decision.STOP),
-                RungRecord(3, 0.5, 3, None, Decision.CONTINUE),
+                RungRecord(milestone=1, value=0.5, step=1, cutoff=0.6, decision=Decision.STOP),
+                RungRecord(milestone=3, value=0.5, step=3, cutoff=None, decision=Decision.CONTINUE),
             ],
             "stopped at milestone 1 but has records at higher milestones",
         ),

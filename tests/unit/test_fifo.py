@@ -30,7 +30,10 @@ def test_fifo_restore_accepts_nothing_and_rejects_foreign_records() -> None:
     s = make_scheduler("fifo", metric="acc", mode="max")
     s.restore("a", [])
     with pytest.raises(ValueError, match="FIFO scheduler keeps none"):
-        s.restore("a", [RungRecord(1, 0.5, 1, None, Decision.CONTINUE)])
+        s.restore(
+            "a",
+            [RungRecord(milestone=1, value=0.5, step=1, cutoff=None, decision=Decision.CONTINUE)],
+        )
 
 
 def test_fifo_validates_metric_and_mode() -> None:

@@ -42,7 +42,13 @@ def test_trial_whose_best_is_below_median_of_running_means_is_stopped(mode: str)
         feed(s, f"t{i}", [v, v], mode)
     verdict = s.on_result("low", 1, signed(mode, 0.55))
     assert verdict.decision is Decision.STOP
-    assert verdict.rung == RungRecord(1, signed(mode, 0.55), 1, signed(mode, 0.6), Decision.STOP)
+    assert verdict.rung == RungRecord(
+        milestone=1,
+        value=signed(mode, 0.55),
+        step=1,
+        cutoff=signed(mode, 0.6),
+        decision=Decision.STOP,
+    )
     op = "<" if mode == "max" else ">"
     assert verdict.reason == (
         f"best acc {signed(mode, 0.55)!r} {op} median {signed(mode, 0.6)!r} "
@@ -165,7 +171,9 @@ def test_on_complete_records_the_final_value_once_without_judging() -> None:
     s.on_result("a", 1, 0.95)
     s.on_complete("a", 2, 0.1)
     s.on_complete("a", 2, 0.1)
-    assert s.records("a")[-1] == RungRecord(2, 0.1, 2, None, Decision.CONTINUE)
+    assert s.records("a")[-1] == RungRecord(
+        milestone=2, value=0.1, step=2, cutoff=None, decision=Decision.CONTINUE
+    )
     assert s.rung_table()[1].recorded == 4
 
 
@@ -187,7 +195,10 @@ def test_restore_rebuilds_running_means_and_stopped_trials(mode: str) -> None:
 
 def test_restore_rejects_gaps() -> None:
     with pytest.raises(ValueError, match="every step from 1 to max_t=20 without gaps"):
-        median_rule().restore("a", [RungRecord(2, 0.5, 2, None, Decision.CONTINUE)])
+        median_rule().restore(
+            "a",
+            [RungRecord(milestone=2, value=0.5, step=2, cutoff=None, decision=Decision.CONTINUE)],
+        )
 
 
 @pytest.mark.parametrize(

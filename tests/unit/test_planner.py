@@ -8,8 +8,14 @@ from typing import Any
 import pytest
 
 from kubetune.api import validate_experiment_spec
-from kubetune.controller.planner import ExperimentView, PodView, TrialView, plan_tick
-from kubetune.controller.prometheus import TrialMetrics
+from kubetune.controller.planner import (
+    ExperimentView,
+    Plan,
+    PodView,
+    TrialMetrics,
+    TrialView,
+    plan_tick,
+)
 
 NOW = "2026-01-01T00:00:00Z"
 
@@ -57,13 +63,23 @@ def snapshot(**rungs: dict[int, float]) -> dict[str, TrialMetrics]:
     return out
 
 
+def patches(plan: Plan) -> dict[str, dict[str, Any]]:
+    """The trial status patches as the operator writes them."""
+    return {name: status.merge_patch() for name, status in plan.trial_status.items()}
+
+
+def experiment_patch(plan: Plan) -> dict[str, Any]:
+    assert plan.experiment_status is not None
+    return plan.experiment_status.merge_patch()
+
+
 def test_first_tick_creates_trials_up_to_the_concurrency_cap():
     plan = plan_tick(experiment(), [], [], None, NOW)
     assert [t.index for t in plan.new_trials] == [0, 1, 2]
     assert [(p.trial, p.attempt) for p in plan.new_pods] == [("exp-0", 1), ("exp-1", 1), ("exp-2", 1)]
     assert all(p.milestones == [1, 3, 9] for p in plan.new_pods)
     assert [e.reason for e in plan.events] == ["TrialCreated"] * 3
-    assert plan.experiment_status["phase"] == "Running"
+    assert experiment_patch(plan)["phase"] == "Running"
 
 
 def test_configs_are_the_same_whenever_they_are_planned():
@@ -97,7 +113,7 @@ def test_trial_below_rung_cutoff_is_pruned_and_its_pod_deleted():
     trials = [trial(0, rungs=recorded), trial(1), trial(2)]
     pods = [pod(0), pod(1), pod(2)]
     plan = plan_tick(experiment(), trials, pods, snapshot(exp_1={1: 0.2}), NOW)
-    patch = plan.trial_status["exp-1"]
+    patch = patches(plan)["exp-1"]
     assert patch["state"] == "Pruned"
     assert patch["prunedAt"] == {"milestone": 1, "value": 0.2, "cutoff": 0.9, "step": 1}
     assert ("exp-1-1", 30) in plan.delete_pods
@@ -114,7 +130,7 @@ def test_better_value_at_a_rung_continues_and_is_recorded(mode: str):
     exp = experiment(objective={"metric": "accuracy", "mode": mode})
     plan = plan_tick(exp, [trial(0, rungs=recorded), trial(1)], [pod(0), pod(1)],
                      snapshot(exp_1={1: better}), NOW)
-    patch = plan.trial_status["exp-1"]
+    patch = patches(plan)["exp-1"]
     assert "state" not in patch or patch["state"] == "Running"
     assert patch["rungs"][0]["decision"] == "continue"
     assert plan.delete_pods == []
@@ -126,8 +142,8 @@ def test_without_metrics_nothing_is_pruned_and_the_condition_says_why():
     plan = plan_tick(experiment(), trials, [pod(0), pod(1), pod(2)], None, NOW,
                      metrics_error="Prometheus at http://p is unreachable")
     assert plan.delete_pods == []
-    assert all(p.get("state") != "Pruned" for p in plan.trial_status.values())
-    cond = next(c for c in plan.experiment_status["conditions"] if c["type"] == "MetricsAvailable")
+    assert all(p.get("state") != "Pruned" for p in patches(plan).values())
+    cond = next(c for c in experiment_patch(plan)["conditions"] if c["type"] == "MetricsAvailable")
     assert cond["status"] == "False" and "unreachable" in cond["message"]
 
 
@@ -135,7 +151,7 @@ def test_a_series_missing_for_one_trial_takes_no_decision_for_it():
     recorded = [{"milestone": 1, "value": 0.9, "step": 1, "cutoff": None, "decision": "continue"}]
     plan = plan_tick(experiment(), [trial(0, rungs=recorded), trial(1)], [pod(0), pod(1)],
                      {}, NOW)
-    assert "exp-1" not in plan.trial_status and plan.delete_pods == []
+    assert "exp-1" not in patches(plan) and plan.delete_pods == []
 
 
 def test_finished_trial_takes_its_final_metrics_from_the_termination_message():
@@ -144,11 +160,11 @@ def test_finished_trial_takes_its_final_metrics_from_the_termination_message():
                           "finished": True})
     plan = plan_tick(experiment(numSamples=1), [trial(0)], [pod(0, "Succeeded", message=message)],
                      None, NOW)
-    patch = plan.trial_status["exp-0"]
+    patch = patches(plan)["exp-0"]
     assert patch["state"] == "Succeeded"
     assert patch["metrics"] == {"accuracy": 0.93, "loss": 0.2} and patch["step"] == 9
     assert [r["milestone"] for r in patch["rungs"]] == [1, 3]
-    status = plan.experiment_status
+    status = experiment_patch(plan)
     assert status["phase"] == "Succeeded"
     assert status["bestTrial"]["name"] == "exp-0" and status["bestTrial"]["metric"] == 0.93
     assert any(e.reason == "ExperimentSucceeded" for e in plan.events)
@@ -157,15 +173,15 @@ def test_finished_trial_takes_its_final_metrics_from_the_termination_message():
 def test_a_trial_that_never_reported_the_objective_fails_with_a_reason():
     plan = plan_tick(experiment(numSamples=1), [trial(0)],
                      [pod(0, "Succeeded", message=json.dumps({"metrics": {"loss": 1}}))], None, NOW)
-    assert plan.trial_status["exp-0"]["state"] == "Failed"
-    assert "without reporting 'accuracy'" in plan.trial_status["exp-0"]["message"]
+    assert patches(plan)["exp-0"]["state"] == "Failed"
+    assert "without reporting 'accuracy'" in patches(plan)["exp-0"]["message"]
 
 
 def test_a_retried_trial_points_at_its_current_pod():
     plan = plan_tick(experiment(), [trial(0)], [pod(0, "Failed", 1, exit_code=1), pod(0, attempt=2)],
                      {}, NOW)
-    assert plan.trial_status["exp-0"]["podName"] == "exp-0-2"
-    assert plan.trial_status["exp-0"]["attempts"] == 2
+    assert patches(plan)["exp-0"]["podName"] == "exp-0-2"
+    assert patches(plan)["exp-0"]["attempts"] == 2
 
 
 def test_failed_pod_is_retried_with_a_new_pod_and_the_same_config():
@@ -179,12 +195,12 @@ def test_a_trial_out_of_retries_fails_and_too_many_failures_fail_the_experiment(
     trials = [trial(0, "Failed"), trial(1)]
     pods = [pod(0, "Failed", 2, exit_code=3), pod(1, "Failed", 2, exit_code=3), pod(2)]
     plan = plan_tick(experiment(), [*trials, trial(2)], pods, {}, NOW)
-    assert plan.trial_status["exp-1"]["state"] == "Failed"
-    assert "exit code 3" in plan.trial_status["exp-1"]["message"]
-    status = plan.experiment_status
+    assert patches(plan)["exp-1"]["state"] == "Failed"
+    assert "exit code 3" in patches(plan)["exp-1"]["message"]
+    status = experiment_patch(plan)
     assert status["phase"] == "Failed" and "maxFailedTrials=2" in status["message"]
     assert plan.new_trials == [] and ("exp-2-1", 30) in plan.delete_pods
-    assert plan.trial_status["exp-2"]["reason"] == "ExperimentFailed"
+    assert patches(plan)["exp-2"]["reason"] == "ExperimentFailed"
 
 
 def test_a_restarted_operator_rebuilds_the_same_rung_table_from_trial_records():
@@ -192,8 +208,9 @@ def test_a_restarted_operator_rebuilds_the_same_rung_table_from_trial_records():
                 for i, v in enumerate([0.9, 0.8, 0.7])}
     trials = [trial(i, rungs=recorded[i]) for i in range(3)]
     plan = plan_tick(experiment(), trials, [pod(i) for i in range(3)], {}, NOW)
-    assert plan.experiment_status["rungs"][0] == {"milestone": 1, "recorded": 3,
-                                                   "cutoff": pytest.approx(0.8 + (0.9 - 0.8) * (2 / 3 * 2 - 1))}
+    assert experiment_patch(plan)["rungs"][0] == {
+        "milestone": 1, "recorded": 3, "bracket": 0,
+        "cutoff": pytest.approx(0.8 + (0.9 - 0.8) * (2 / 3 * 2 - 1))}
 
 
 def test_trial_index_order_waits_for_an_earlier_trial_before_deciding_a_later_one():
@@ -202,8 +219,8 @@ def test_trial_index_order_waits_for_an_earlier_trial_before_deciding_a_later_on
     exp = experiment(scheduler=scheduler)
     # trial 1 reports rung 1 before trial 0 does: ordered decisions wait for trial 0.
     plan = plan_tick(exp, [trial(0), trial(1)], [pod(0), pod(1)], snapshot(exp_1={1: 0.2}), NOW)
-    assert "rungs" not in plan.trial_status.get("exp-1", {})
+    assert "rungs" not in patches(plan).get("exp-1", {})
     plan = plan_tick(exp, [trial(0), trial(1)], [pod(0), pod(1)],
                      snapshot(exp_0={1: 0.9}, exp_1={1: 0.2}), NOW)
-    assert plan.trial_status["exp-0"]["rungs"][0]["decision"] == "continue"
-    assert plan.trial_status["exp-1"]["state"] == "Pruned"
+    assert patches(plan)["exp-0"]["rungs"][0]["decision"] == "continue"
+    assert patches(plan)["exp-1"]["state"] == "Pruned"

@@ -161,11 +161,11 @@ def test_max_mode_on_x_decides_as_min_mode_on_minus_x(
 
 def _mirror(r: RungRecord) -> RungRecord:
     return RungRecord(
-        r.milestone,
-        None if r.value is None else -r.value,
-        r.step,
-        None if r.cutoff is None else -r.cutoff,
-        r.decision,
+        milestone=r.milestone,
+        value=None if r.value is None else -r.value,
+        step=r.step,
+        cutoff=None if r.cutoff is None else -r.cutoff,
+        decision=r.decision,
     )
 
 

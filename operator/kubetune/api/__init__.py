@@ -36,12 +36,14 @@ from kubetune.api.searchspace import DOMAIN_KINDS, SearchDomain
 from kubetune.api.trial import (
     TRIAL_KIND,
     TRIAL_PLURAL,
+    Decision,
     PrunedAt,
     RungRecord,
     TrialState,
     TuneTrial,
     TuneTrialSpec,
     TuneTrialStatus,
+    parse_rung_records,
 )
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "BestTrial",
     "Condition",
     "ConditionStatus",
+    "Decision",
     "ExperimentPhase",
     "Objective",
     "PrometheusSpec",
@@ -76,6 +79,7 @@ __all__ = [
     "TuneTrial",
     "TuneTrialSpec",
     "TuneTrialStatus",
+    "parse_rung_records",
     "to_rfc3339",
     "validate_experiment_spec",
 ]

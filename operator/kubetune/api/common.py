@@ -38,6 +38,17 @@ class StatusModel(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
+    def merge_patch(self) -> dict[str, Any]:
+        """This object as a JSON merge patch (RFC 7386), in the API's camelCase JSON.
+
+        Only the fields that were set go into the patch, so a field the writer does not
+        touch keeps its stored value. A field set to None is written as null, which the
+        patch reads as delete: None means "clear it", never "leave it". Lists are written
+        whole (a merge patch replaces them), nulls inside them included; the apiserver
+        prunes those as it stores the object.
+        """
+        return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
+
 
 def _finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -45,11 +56,9 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def _drop_non_finite(value: Any) -> Any:
+def _non_finite_as_none(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            k: v for k, v in value.items() if not (isinstance(v, float) and not math.isfinite(v))
-        }
+        return {k: _finite_or_none(v) for k, v in value.items()}
     return value
 
 
@@ -59,8 +68,9 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ObservedFloat = Annotated[float | None, BeforeValidator(_finite_or_none)]
 """An observed value; NaN or infinity becomes None (absent), which JSON can carry."""
 
-MetricValues = Annotated[dict[str, FiniteFloat], BeforeValidator(_drop_non_finite)]
-"""Latest value per metric name; non-finite values are left out."""
+MetricValues = Annotated[dict[str, FiniteFloat | None], BeforeValidator(_non_finite_as_none)]
+"""Latest value per metric name. A non-finite value becomes None, which a merge patch
+writes as null: the metric's stale stored value is removed rather than kept."""
 
 
 def _check_rfc3339(value: str) -> str:

@@ -312,6 +312,11 @@ class RungSummary(StatusModel):
         description="Objective value a trial must beat to continue past this rung; absent "
         "until enough trials are recorded.",
     )
+    bracket: int = Field(
+        default=0,
+        ge=0,
+        description="The ASHA bracket the rung belongs to; always 0 with one bracket.",
+    )
 
 
 class TuneExperimentStatus(StatusModel):

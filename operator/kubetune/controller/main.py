@@ -1,17 +1,30 @@
-"""The operator process: parse flags, then run kopf against a kubeconfig or in-cluster."""
+"""The operator process: parse the settings once, register the handlers, run kopf.
+
+`python -m kubetune` (the operator image and the chart) comes here. The
+settings are read from the flags and the environment before anything is
+registered, so every handler sees the same, final values.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
+from collections.abc import Mapping, Sequence
 
-from prometheus_client import start_http_server
+import kopf
+
+from kubetune.controller import handlers
+from kubetune.controller.settings import OperatorSettings
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m kubetune", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kubetune",
+        description="The operator process: parse flags, then run kopf against a kubeconfig "
+                    "or in-cluster.")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     parser.add_argument("--namespace", "-n", action="append", default=[],
                         help="watch only this namespace (repeatable; default: all namespaces)")
@@ -20,35 +33,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-port", type=int, help="port of the operator's own /metrics (8080)")
     parser.add_argument("--health-port", type=int, help="port of the /healthz probe (8081)")
     parser.add_argument("--verbose", "-v", action="store_true")
+    return parser
+
+
+def parse_settings(argv: Sequence[str] | None, env: Mapping[str, str]) -> OperatorSettings:
+    """The settings from the environment, each overridden by its flag where one is given."""
+    parser = _parser()
     args = parser.parse_args(argv)
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
-    for flag, var in ((args.prometheus_url, "KUBETUNE_PROMETHEUS_URL"), (args.tick, "KUBETUNE_TICK_SECONDS"),
-                      (args.metrics_port, "KUBETUNE_METRICS_PORT"),
-                      (args.health_port, "KUBETUNE_HEALTH_PORT")):
-        if flag is not None:
-            os.environ[var] = str(flag)
-    if args.namespace:
-        os.environ["KUBETUNE_NAMESPACES"] = ",".join(args.namespace)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    try:
+        settings = OperatorSettings.from_env(env)
+    except ValueError as e:
+        parser.error(str(e))
+    flags = {"kubeconfig": args.kubeconfig, "prometheus_url": args.prometheus_url,
+             "tick_seconds": args.tick, "metrics_port": args.metrics_port,
+             "health_port": args.health_port,
+             "namespaces": tuple(args.namespace) or None, "verbose": args.verbose or None}
+    return dataclasses.replace(settings, **{k: v for k, v in flags.items() if v is not None})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the operator until it is stopped (SIGTERM or SIGINT)."""
+    settings = parse_settings(argv, os.environ)
+    if settings.kubeconfig:
+        # kopf's login reads $KUBECONFIG; the gateway's client is given the file itself.
+        os.environ["KUBECONFIG"] = settings.kubeconfig
+    logging.basicConfig(level=logging.DEBUG if settings.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-
-    import kopf
-
-    from kubetune.controller import handlers  # noqa: F401  (registers the handlers)
-    from kubetune.controller.settings import OperatorSettings
-
-    settings = OperatorSettings.from_env()
-    memo = kopf.Memo()
-
-    @kopf.on.startup()
-    def serve_metrics(memo: kopf.Memo, **_: object) -> None:
-        start_http_server(settings.metrics_port, registry=memo.kubetune.metrics.registry)
-
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, settings)
     asyncio.run(kopf.operator(
+        registry=registry,
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
-        memo=memo,
+        memo=kopf.Memo(),
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
         standalone=True,
     ))

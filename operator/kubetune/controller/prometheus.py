@@ -18,6 +18,7 @@ from typing import Any
 import requests
 
 from kubetune import contract
+from kubetune.controller.planner import TrialMetrics
 
 SERIES = ("step", "metric", "rung_value", "rung_step", "finished")
 
@@ -27,23 +28,17 @@ class MetricsUnavailable(RuntimeError):
 
 
 @dataclass
-class TrialMetrics:
-    """What Prometheus holds for one trial right now."""
-
-    step: int | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    # milestone -> (step at which it was observed, value) for the objective metric
-    rungs: dict[int, tuple[int, float]] = field(default_factory=dict)
-    finished: bool = False
-
-
-@dataclass
 class MetricsSnapshot:
+    """One read of every trial of one experiment, with the time the query took."""
+
     trials: dict[str, TrialMetrics]
-    seconds: float  # query latency
+    """Per trial name; a trial Prometheus has no series of yet is absent."""
+    seconds: float
+    """The query's latency."""
 
 
 def experiment_selector(namespace: str, experiment: str) -> str:
+    """The PromQL selector of every kubetune series of one experiment."""
     names = "|".join(SERIES)
     return (f'{{__name__=~"kubetune_trial_({names})",'
             f'namespace="{namespace}",experiment="{experiment}"}}')

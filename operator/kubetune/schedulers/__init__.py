@@ -2,19 +2,16 @@
 
 `make_scheduler` builds one from a TuneExperiment's `spec.scheduler`. Each
 algorithm is one module behind `TrialScheduler` (base.py): ASHA (asha.py),
-FIFO (fifo.py) and the median stopping rule (median.py).
+FIFO (fifo.py) and the median stopping rule (median.py). What they persist and
+report are the API's types (Decision, RungRecord, RungSummary), exported here
+too because they are the schedulers' vocabulary.
 """
 
 from __future__ import annotations
 
+from kubetune.api import Decision, RungRecord, RungSummary
 from kubetune.schedulers.asha import ASHAScheduler, AsyncHyperBandScheduler
-from kubetune.schedulers.base import (
-    Decision,
-    RungRecord,
-    RungSummary,
-    TrialScheduler,
-    Verdict,
-)
+from kubetune.schedulers.base import TrialScheduler, Verdict
 from kubetune.schedulers.fifo import FIFOScheduler
 from kubetune.schedulers.median import MedianStoppingRule
 

@@ -3,7 +3,9 @@
 A scheduler sees a stream of (trial, step, value) observations and answers
 CONTINUE or STOP. It never reads a clock or does I/O, so the operator can
 rebuild it after a restart: the rung records each trial's TuneTrial status
-holds (`records()`) are all the state a scheduler needs (`restore()`).
+holds (`records()`) are all the state a scheduler needs (`restore()`). The
+records and the rung table are the API's own types (kubetune.api.RungRecord,
+RungSummary): what a scheduler returns is what the status carries.
 
 Internally every scheduler maximises `metric_op * value` with metric_op 1.0
 for mode "max" and -1.0 for mode "min", as Ray Tune does, so min and max
@@ -15,79 +17,25 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
 
 from sortedcontainers import SortedList
+
+from kubetune.api import Decision, RungRecord, RungSummary
 
 MODES = ("min", "max")
 
 
-class Decision(StrEnum):
-    CONTINUE = "continue"
-    STOP = "stop"
-
-
-@dataclass(frozen=True)
-class RungRecord:
-    """What a trial recorded at one milestone; persisted in TuneTrial.status.rungs."""
-
-    milestone: int
-    value: float | None
-    """The raw metric value recorded, None if it was NaN or infinite."""
-    step: int
-    """The step at which the value was observed (>= milestone when reports skip steps)."""
-    cutoff: float | None
-    """The cutoff the value was compared against, None if it was not compared."""
-    decision: Decision
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "milestone": self.milestone,
-            "value": self.value,
-            "step": self.step,
-            "cutoff": self.cutoff,
-            "decision": self.decision.value,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RungRecord:
-        missing = [k for k in ("milestone", "value", "step", "cutoff", "decision") if k not in d]
-        if missing:
-            raise ValueError(f"rung record {dict(d)!r} lacks {', '.join(missing)}")
-        try:
-            decision = Decision(d["decision"])
-        except ValueError:
-            raise ValueError(
-                f"rung record decision must be 'continue' or 'stop' (got {d['decision']!r})"
-            ) from None
-        return cls(
-            milestone=_as_int("milestone", d["milestone"]),
-            value=_as_optional_finite("value", d["value"]),
-            step=_as_int("step", d["step"]),
-            cutoff=_as_optional_finite("cutoff", d["cutoff"]),
-            decision=decision,
-        )
-
-
 @dataclass(frozen=True)
 class Verdict:
+    """A scheduler's answer to one observation, with the reason in the metric's units."""
+
     decision: Decision
     reason: str
     """Human readable, e.g. "accuracy 0.31 < cutoff 0.52 at rung 9 (step 9)"."""
     rung: RungRecord | None = None
     """The rung record that caused a STOP; None for max_t stops and for CONTINUE."""
-
-
-@dataclass(frozen=True)
-class RungSummary:
-    milestone: int
-    recorded: int
-    cutoff: float | None
-    """The cutoff a trial arriving now would be compared against (metric units)."""
-    bracket: int = 0
 
 
 class TrialScheduler(ABC):
@@ -200,23 +148,3 @@ def check_budget(max_t: int, grace_period: int) -> None:
         raise ValueError(
             f"grace_period must be <= max_t (got grace_period={grace_period}, max_t={max_t})"
         )
-
-
-def _as_int(name: str, value: object) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"rung record {name} must be an integer (got {value!r})")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise ValueError(f"rung record {name} must be an integer (got {value!r})")
-
-
-def _as_optional_finite(name: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"rung record {name} must be a number or null (got {value!r})")
-    if not math.isfinite(value):
-        raise ValueError(f"rung record {name} must be finite or null (got {value!r})")
-    return float(value)

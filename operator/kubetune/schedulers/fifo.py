@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kubetune.schedulers.base import Decision, RungRecord, RungSummary, TrialScheduler, Verdict
+from kubetune.api import Decision, RungRecord, RungSummary
+from kubetune.schedulers.base import TrialScheduler, Verdict
 
 
 class FIFOScheduler(TrialScheduler):

@@ -32,11 +32,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from kubetune.api import Decision, RungRecord, RungSummary
 from kubetune.schedulers.base import (
-    Decision,
     OrderStatistics,
-    RungRecord,
-    RungSummary,
     TrialScheduler,
     Verdict,
     check_budget,

@@ -24,20 +24,25 @@ from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
-from kubetune.api.common import describe_validation_error, format_loc
+from kubetune.api.common import SpecError, describe_validation_error, format_loc
 from kubetune.api.searchspace import SearchDomain, SearchSpaceSpec, grid_index
 
 
-class SearchSpaceError(ValueError):
-    """A search space that cannot be sampled: which parameter, and what is wrong."""
+class SearchSpaceError(SpecError):
+    """A search space that cannot be sampled: which parameter, and what is wrong.
+
+    A SpecError like every other user-fixable mistake, so whoever reports spec
+    errors (the operator's status, the CLI) reports this one too; its field is the
+    parameter's path inside the search space (optimizer.momentum).
+    """
 
     def __init__(self, path: str, message: str) -> None:
-        self.path = path
-        self.message = message
         super().__init__(path, message)
 
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+    @property
+    def path(self) -> str:
+        """The parameter's dotted path inside the search space, "" for the whole space."""
+        return self.field
 
 
 class Domain(Protocol):

@@ -1,0 +1,122 @@
+"""plan_tick: one experiment's whole decision at one tick.
+
+The scheduler is rebuilt from the rung records on the TuneTrials, every trial
+is advanced (trial.py), freed slots go first to retries and then to new trials
+up to maxConcurrentTrials, and the experiment's status is computed (status.py).
+An experiment that has failed stops its live trials.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from kubetune.api import ExperimentPhase, TrialState, TuneExperimentSpec
+from kubetune.controller.planner.actions import NewPod, NewTrial, Plan
+from kubetune.controller.planner.status import (
+    FINISHED_PHASES,
+    best_trial,
+    experiment_phase,
+    experiment_status,
+)
+from kubetune.controller.planner.trial import TERMINAL, TrialMachine
+from kubetune.controller.planner.views import ExperimentView, PodView, TrialMetrics, TrialView
+from kubetune.schedulers import TrialScheduler, make_scheduler
+from kubetune.search import BasicVariantSampler, parse_space
+
+
+def build_scheduler(spec: TuneExperimentSpec) -> TrialScheduler:
+    """A fresh scheduler of the kind and with the settings `spec.scheduler` names."""
+    s = spec.scheduler
+    return make_scheduler(
+        s.type, metric=spec.objective.metric, mode=spec.objective.mode, time_attr=s.time_attr,
+        max_t=s.max_t, grace_period=s.grace_period, reduction_factor=s.reduction_factor,
+        brackets=s.brackets, min_samples_required=s.min_samples_required,
+    )
+
+
+def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[PodView],
+              snapshot: Mapping[str, TrialMetrics] | None, now: str,
+              metrics_error: str | None = None) -> Plan:
+    """Decide this tick's actions for one experiment, from what was read of it.
+
+    `snapshot` is one Prometheus read of every trial's metrics, None when
+    Prometheus could not be read (`metrics_error` says why) or nothing runs;
+    `now` is the RFC 3339 time written into the statuses. Pure: the same inputs
+    give the same Plan, so an operator restarted at any moment decides the same.
+    """
+    spec = exp.spec
+    ordered_trials = sorted(trials, key=lambda t: t.index)
+    pods_of: dict[str, list[PodView]] = {}
+    for p in pods:
+        pods_of.setdefault(p.trial, []).append(p)
+    for group in pods_of.values():
+        group.sort(key=lambda p: p.attempt)
+    scheduler = build_scheduler(spec)
+    restored = {t.name: t.records for t in ordered_trials}
+    for name, records in restored.items():
+        scheduler.restore(name, records)
+    sampler = BasicVariantSampler(parse_space(spec.search_space_raw()),
+                                  seed=spec.search_algorithm.seed, num_samples=spec.num_samples)
+    plan = Plan()
+    machine = TrialMachine(spec, scheduler, restored, plan, snapshot, now)
+
+    retries: list[NewPod] = []
+    unfinished = 0
+    for trial in ordered_trials:
+        slots, retry = machine.advance(trial, pods_of.get(trial.name, []))
+        unfinished += slots
+        if retry is not None:
+            retries.append(retry)
+
+    states = machine.states
+    failed = sum(1 for s in states.values() if s == TrialState.FAILED.value)
+    too_many_failed = spec.max_failed_trials > 0 and failed >= spec.max_failed_trials
+    created = len(ordered_trials)
+    total = sampler.total_trials
+    if not too_many_failed:
+        for retry in retries:
+            if unfinished >= spec.max_concurrent_trials:
+                break
+            plan.new_pods.append(retry)
+            unfinished += 1
+        next_index = max((t.index for t in ordered_trials), default=-1) + 1
+        while unfinished < spec.max_concurrent_trials and next_index < total:
+            params = sampler.config(next_index)
+            plan.new_trials.append(NewTrial(next_index, params))
+            name = f"{exp.name}-{next_index}"
+            plan.new_pods.append(NewPod(name, next_index, 1, params, scheduler.milestones(name)))
+            states[name] = TrialState.PENDING.value
+            plan.event("TuneTrial", name, "Normal", "TrialCreated",
+                       f"trial {next_index} with {json.dumps(params, sort_keys=True)}")
+            unfinished += 1
+            next_index += 1
+            created += 1
+
+    best = best_trial(spec, ordered_trials, states, plan.trial_status)
+    phase, message = experiment_phase(spec, states, total, created, failed, too_many_failed, best)
+    plan.experiment_status = experiment_status(
+        generation=exp.generation, previous=exp.status, phase=phase, message=message,
+        states=states, total=total, created=created, best=best, scheduler=scheduler,
+        metrics_error=metrics_error, now=now)
+    if phase in FINISHED_PHASES and exp.status.get("phase") != phase.value:
+        plan.event("TuneExperiment", exp.name,
+                   "Normal" if phase is ExperimentPhase.SUCCEEDED else "Warning",
+                   f"Experiment{phase.value}", message)
+    if phase is ExperimentPhase.FAILED:
+        _stop_live_trials(plan, ordered_trials, pods_of, states, spec, message, now)
+    return plan
+
+
+def _stop_live_trials(plan: Plan, trials: Sequence[TrialView], pods_of: Mapping[str, list[PodView]],
+                      states: Mapping[str, str], spec: TuneExperimentSpec, message: str,
+                      now: str) -> None:
+    """A failed experiment fails its unfinished trials and deletes their running pods."""
+    for t in trials:
+        if states[t.name] not in TERMINAL:
+            plan.patch_trial(t.name, state=TrialState.FAILED, reason="ExperimentFailed",
+                             message=f"stopped because the experiment failed: {message}",
+                             completion_time=now)
+        for p in pods_of.get(t.name, []):
+            if not p.finished and not p.deleting:
+                plan.delete_pods.append((p.name, spec.prune_grace_period_seconds))
