@@ -19,8 +19,8 @@ from kubetune.schedulers import (
     RungSummary,
     make_scheduler,
 )
+from kubetune.schedulers._order_statistics import OrderStatistics
 from kubetune.schedulers.asha import _bracket_weights, _cutoff, _lerp
-from kubetune.schedulers.base import OrderStatistics
 
 MODES = ["max", "min"]
 

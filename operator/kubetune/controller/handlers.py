@@ -24,15 +24,18 @@ from kubetune.controller.settings import OperatorSettings
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
-    """Register every handler of the operator on `registry`, configured by `settings`."""
+    """Register every handler of the operator on `registry`, configured by `settings`.
+
+    Handler ids are fixed (kopf keys its bookkeeping by them), not the nested names.
+    """
     ours = settings  # kopf passes its own OperatorSettings to handlers as `settings`
 
-    @kopf.on.login(registry=registry, errors=kopf.ErrorsMode.IGNORED)
+    @kopf.on.login(registry=registry, id="login", errors=kopf.ErrorsMode.IGNORED)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # What kopf's default registry does: the kubernetes client's config, in-cluster or file.
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
                   **_: Any) -> None:
         _configure_kopf(settings)
@@ -45,8 +48,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     def prometheus_configured(memo: kopf.Memo, **_: Any) -> str:
         return str(memo.kubetune.settings.prometheus_url)
 
-    @kopf.timer(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry,
-                interval=settings.tick_seconds, initial_delay=0, backoff=settings.retry_seconds)
+    @kopf.timer(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry, id="reconcile",
+                interval=ours.tick_seconds, initial_delay=0, backoff=ours.retry_seconds)
     def reconcile_experiment(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
                              **_: Any) -> None:
         ctx: reconcile.OperatorContext = memo.kubetune
@@ -57,7 +60,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             ctx.metrics.reconcile.observe(time.monotonic() - started)
             ctx.metrics.ticks.inc()
 
-    @kopf.on.delete(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry, optional=True)
+    @kopf.on.delete(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry, id="forget",
+                    optional=True)
     def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         memo.kubetune.metrics.set_experiment(body["metadata"]["uid"], None, None)
 

@@ -14,9 +14,6 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 
-import kopf
-
-from kubetune.controller import handlers
 from kubetune.controller.settings import OperatorSettings
 
 
@@ -55,10 +52,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the operator until it is stopped (SIGTERM or SIGINT)."""
     settings = parse_settings(argv, os.environ)
     if settings.kubeconfig:
-        # kopf's login reads $KUBECONFIG; the gateway's client is given the file itself.
+        # kopf logs in through the kubernetes client, whose default kubeconfig is $KUBECONFIG
+        # as it was when kubernetes.config was imported: set it before anything imports that.
         os.environ["KUBECONFIG"] = settings.kubeconfig
     logging.basicConfig(level=logging.DEBUG if settings.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+
+    import kopf
+
+    from kubetune.controller import handlers
+
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     asyncio.run(kopf.operator(

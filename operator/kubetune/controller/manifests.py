@@ -22,19 +22,23 @@ _PARAM_REF = re.compile(r"\$\{params\.([A-Za-z0-9_.\-]+)\}")
 
 
 def trial_name(experiment: str, index: int) -> str:
+    """The TuneTrial of an experiment's trial `index`: <experiment>-<index>."""
     return f"{experiment}-{index}"
 
 
 def pod_name(trial: str, attempt: int) -> str:
+    """The Pod of a trial's attempt (1 for the first, one more per retry): <trial>-<attempt>."""
     return f"{trial}-{attempt}"
 
 
 def owner_reference(kind: str, api_version: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A controller owner reference, so deleting the owner deletes what it owns."""
     return {"apiVersion": api_version, "kind": kind, "name": meta["name"], "uid": meta["uid"],
             "controller": True, "blockOwnerDeletion": True}
 
 
 def build_trial(experiment: Mapping[str, Any], index: int, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The TuneTrial of trial `index` with its config, owned and labelled by its experiment."""
     meta = experiment["metadata"]
     name = trial_name(meta["name"], index)
     return {

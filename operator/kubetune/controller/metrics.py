@@ -11,6 +11,8 @@ from prometheus_client import Counter as PCounter
 
 @dataclass
 class OperatorMetrics:
+    """The operator's own series (experiments, trials, ticks, API writes, query latency)."""
+
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
@@ -33,12 +35,14 @@ class OperatorMetrics:
         self._states: dict[str, Counter[str]] = {}
 
     def observe_query(self, seconds: float, ok: bool) -> None:
+        """Count one PromQL snapshot query, its latency and whether it failed."""
         self.queries.inc()
         self.query.observe(seconds)
         if not ok:
             self.query_errors.inc()
 
     def count_write(self, verb: str, resource: str) -> None:
+        """Count one Kubernetes API write (create, patch or delete) of a resource."""
         self.api_writes.labels(verb, resource).inc()
 
     def set_experiment(self, uid: str, phase: str | None, states: Counter[str] | None) -> None:

@@ -90,6 +90,10 @@ class PrometheusSource:
 
     def snapshot(self, namespace: str, experiment: str, objective: str,
                  url: str | None = None) -> MetricsSnapshot:
+        """Read every trial of one experiment in one query; `url` overrides the default server.
+
+        Raises MetricsUnavailable when Prometheus cannot be reached or answers an error.
+        """
         base = (url or self.url).rstrip("/")
         started = time.monotonic()
         ok = False

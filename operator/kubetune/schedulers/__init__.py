@@ -9,15 +9,26 @@ too because they are the schedulers' vocabulary.
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 from kubetune.api import Decision, RungRecord, RungSummary
 from kubetune.schedulers.asha import ASHAScheduler, AsyncHyperBandScheduler
 from kubetune.schedulers.base import TrialScheduler, Verdict
 from kubetune.schedulers.fifo import FIFOScheduler
 from kubetune.schedulers.median import MedianStoppingRule
 
-SCHEDULER_TYPES = ("asha", "fifo", "median")
+SCHEDULERS: dict[str, type[TrialScheduler]] = {
+    "asha": AsyncHyperBandScheduler,
+    "fifo": FIFOScheduler,
+    "median": MedianStoppingRule,
+}
+"""Each spec.scheduler.type and the class that implements it."""
+
+SCHEDULER_TYPES = tuple(SCHEDULERS)
 
 __all__ = [
+    "SCHEDULERS",
     "SCHEDULER_TYPES",
     "ASHAScheduler",
     "AsyncHyperBandScheduler",
@@ -45,25 +56,20 @@ def make_scheduler(
     min_samples_required: int = 3,
 ) -> TrialScheduler:
     """Build the scheduler named by `type`; arguments another type does not use are ignored."""
-    if type == "asha":
-        return AsyncHyperBandScheduler(
-            metric=metric,
-            mode=mode,
-            time_attr=time_attr,
-            max_t=max_t,
-            grace_period=grace_period,
-            reduction_factor=reduction_factor,
-            brackets=brackets,
+    cls = SCHEDULERS.get(type)
+    if cls is None:
+        raise ValueError(
+            f"scheduler type must be one of {', '.join(SCHEDULER_TYPES)} (got {type!r})"
         )
-    if type == "fifo":
-        return FIFOScheduler(metric=metric, mode=mode, time_attr=time_attr)
-    if type == "median":
-        return MedianStoppingRule(
-            metric=metric,
-            mode=mode,
-            time_attr=time_attr,
-            max_t=max_t,
-            grace_period=grace_period,
-            min_samples_required=min_samples_required,
-        )
-    raise ValueError(f"scheduler type must be one of {', '.join(SCHEDULER_TYPES)} (got {type!r})")
+    arguments: dict[str, Any] = {
+        "metric": metric,
+        "mode": mode,
+        "time_attr": time_attr,
+        "max_t": max_t,
+        "grace_period": grace_period,
+        "reduction_factor": reduction_factor,
+        "brackets": brackets,
+        "min_samples_required": min_samples_required,
+    }
+    accepted = inspect.signature(cls).parameters
+    return cls(**{name: value for name, value in arguments.items() if name in accepted})

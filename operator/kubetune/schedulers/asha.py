@@ -39,16 +39,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kubetune.api import Decision, RungRecord, RungSummary
-from kubetune.schedulers.base import (
-    OrderStatistics,
-    TrialScheduler,
-    Verdict,
-    check_budget,
-    check_int,
-)
+from kubetune.schedulers._arguments import check_budget, check_int
+from kubetune.schedulers._order_statistics import OrderStatistics
+from kubetune.schedulers.base import TrialScheduler, Verdict
 
 
 class AsyncHyperBandScheduler(TrialScheduler):
+    """Ray Tune's ASHA (AsyncHyperBandScheduler): stops a trial below its rung's cutoff."""
+
     def __init__(
         self,
         *,

@@ -20,8 +20,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sortedcontainers import SortedList
-
 from kubetune.api import Decision, RungRecord, RungSummary
 
 MODES = ("min", "max")
@@ -110,41 +108,3 @@ _COMPARISONS = {
     ("min", Decision.STOP): ">",
     ("min", Decision.CONTINUE): "<=",
 }
-
-
-class OrderStatistics:
-    """Floats kept sorted: O(log n) insert, remove and k-th smallest."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self) -> None:
-        self._items = SortedList()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def add(self, value: float) -> None:
-        self._items.add(value)
-
-    def remove(self, value: float) -> None:
-        self._items.remove(value)
-
-    def kth(self, k: int) -> float:
-        """The k-th smallest value, 0-based."""
-        return float(self._items[k])
-
-
-def check_int(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum} (got {value!r})")
-    return value
-
-
-def check_budget(max_t: int, grace_period: int) -> None:
-    """Validate the (max_t, grace_period) pair every early-stopping rule shares."""
-    check_int("max_t", max_t, minimum=1)
-    check_int("grace_period", grace_period, minimum=1)
-    if grace_period > max_t:
-        raise ValueError(
-            f"grace_period must be <= max_t (got grace_period={grace_period}, max_t={max_t})"
-        )

@@ -13,6 +13,8 @@ from kubetune.schedulers.base import TrialScheduler, Verdict
 
 
 class FIFOScheduler(TrialScheduler):
+    """Ray Tune's FIFOScheduler: every trial runs to its own end."""
+
     def __init__(self, *, metric: str, mode: str, time_attr: str = "training_iteration") -> None:
         super().__init__(metric=metric, mode=mode, time_attr=time_attr)
         self._verdict = Verdict(Decision.CONTINUE, "FIFO never stops a trial")

@@ -33,16 +33,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kubetune.api import Decision, RungRecord, RungSummary
-from kubetune.schedulers.base import (
-    OrderStatistics,
-    TrialScheduler,
-    Verdict,
-    check_budget,
-    check_int,
-)
+from kubetune.schedulers._arguments import check_budget, check_int
+from kubetune.schedulers._order_statistics import OrderStatistics
+from kubetune.schedulers.base import TrialScheduler, Verdict
 
 
 class MedianStoppingRule(TrialScheduler):
+    """Ray Tune's MedianStoppingRule: stops a trial whose best is worse than the median."""
+
     def __init__(
         self,
         *,
