@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from kubetune.api import DOMAIN_KINDS, SearchDomain, TuneExperimentSpec
 from kubetune.api.crdgen import HEADER, build_crds, crd_filename, main, render
-from kubetune.api.searchspace import NUMERIC_DOMAINS
+from kubetune.api.domain_rules import NUMERIC_DOMAINS
 
 CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
 

@@ -14,6 +14,7 @@ from kubetune.api.common import (
     SpecError,
     to_rfc3339,
 )
+from kubetune.api.domain_rules import DOMAIN_KINDS
 from kubetune.api.experiment import (
     EXPERIMENT_KIND,
     EXPERIMENT_PLURAL,
@@ -32,7 +33,7 @@ from kubetune.api.experiment import (
     TuneExperimentStatus,
     validate_experiment_spec,
 )
-from kubetune.api.searchspace import DOMAIN_KINDS, SearchDomain
+from kubetune.api.searchspace import SearchDomain
 from kubetune.api.trial import (
     TRIAL_KIND,
     TRIAL_PLURAL,

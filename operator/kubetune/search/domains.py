@@ -25,7 +25,8 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter, ValidationError
 
 from kubetune.api.common import SpecError, describe_validation_error, format_loc
-from kubetune.api.searchspace import SearchDomain, SearchSpaceSpec, grid_index
+from kubetune.api.domain_rules import grid_index
+from kubetune.api.searchspace import SearchDomain, SearchSpaceSpec
 
 
 class SearchSpaceError(SpecError):
