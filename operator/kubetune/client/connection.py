@@ -64,7 +64,7 @@ def context_namespace(kubeconfig: Path | None) -> str:
 
     try:
         # The kubernetes client ships without type hints.
-        _, current = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+        _, current = config.list_kube_config_contexts(
             config_file=str(kubeconfig))
     except (config.ConfigException, OSError, TypeError, ValueError):
         return "default"
@@ -78,10 +78,10 @@ def new_api_client(kubeconfig: Path | None) -> k8s.ApiClient:
     configuration = client.Configuration()
     try:
         if kubeconfig is None:  # (the kubernetes client ships without type hints)
-            config.load_incluster_config(  # type: ignore[no-untyped-call]
+            config.load_incluster_config(
                 client_configuration=configuration)
         else:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
+            config.load_kube_config(
                 config_file=str(kubeconfig), client_configuration=configuration)
     except (config.ConfigException, OSError, ValueError) as e:
         raise KubetuneError(f"cannot use kubeconfig {kubeconfig}: {e}") from None
