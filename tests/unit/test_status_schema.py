@@ -22,7 +22,13 @@ import jsonschema
 import pytest
 import yaml
 
-from kubetune.api import SpecError, TrialState, TuneExperimentStatus, TuneTrialStatus
+from kubetune.api import (
+    SpecError,
+    TrialState,
+    TuneExperimentStatus,
+    TuneTrialStatus,
+    validate_experiment_spec,
+)
 from kubetune.controller import reconcile
 from kubetune.controller.planner import (
     ExperimentView,
@@ -85,8 +91,6 @@ class FakeApiserver:
     """One experiment's stored objects; applies Plans as the reconciler would."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        from kubetune.api import validate_experiment_spec
-
         self.spec = validate_experiment_spec(spec)
         self.status: dict[str, Any] = {}
         self.trials: dict[str, dict[str, Any]] = {}

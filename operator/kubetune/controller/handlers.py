@@ -16,10 +16,10 @@ from prometheus_client import start_http_server
 
 from kubetune import contract
 from kubetune.api import EXPERIMENT_PLURAL, GROUP, VERSION
-from kubetune.controller import reconcile
 from kubetune.controller.gateway import Gateway
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.prometheus import PrometheusSource
+from kubetune.controller.reconcile import OperatorContext, tick
 from kubetune.controller.settings import OperatorSettings
 
 
@@ -50,12 +50,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
 
     @kopf.timer(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry, id="reconcile",
                 interval=ours.tick_seconds, initial_delay=0, backoff=ours.retry_seconds)
-    def reconcile_experiment(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
-                             **_: Any) -> None:
-        ctx: reconcile.OperatorContext = memo.kubetune
+    def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+        ctx: OperatorContext = memo.kubetune
         started = time.monotonic()
         try:
-            reconcile.tick(ctx, body, logger)
+            tick(ctx, body, logger)
         finally:
             ctx.metrics.reconcile.observe(time.monotonic() - started)
             ctx.metrics.ticks.inc()
@@ -82,9 +81,9 @@ def _configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.execution.max_workers = 32
 
 
-def _context(settings: OperatorSettings) -> reconcile.OperatorContext:
+def _context(settings: OperatorSettings) -> OperatorContext:
     metrics = OperatorMetrics()
-    return reconcile.OperatorContext(
+    return OperatorContext(
         settings=settings, gateway=Gateway(_api_client(settings), count_write=metrics.count_write),
         prometheus=PrometheusSource(settings.prometheus_url, observe=metrics.observe_query),
         metrics=metrics,
