@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from kubetune_trainer.hyperparameters import Hyperparameters, resolve
 from kubetune_trainer.reporting import EpochResult
 from kubetune_trainer.simulated import accuracy_at
 from kubetune_trainer.synthetic_mnist import write_idx_mnist
+from tests.support.trial_env import trial_env
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_simulated_run_reports_every_epoch_without_importing_torch(tmp_path: Pat
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env=_trainer_env(tmp_path, KUBETUNE_CONFIG='{"lr": 0.03, "hidden_size": 128}'),
+        env=trial_env(tmp_path, KUBETUNE_CONFIG='{"lr": 0.03, "hidden_size": 128}'),
         capture_output=True,
         text=True,
         timeout=30,
@@ -202,7 +202,7 @@ def test_simulated_run_reports_every_epoch_without_importing_torch(tmp_path: Pat
 
 def test_sigterm_stops_the_trainer_and_a_retry_resumes_at_the_next_epoch(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "kubetune_trainer", "--dataset", "simulated", "--epochs", "50"]
-    env = _trainer_env(tmp_path, KUBETUNE_MILESTONES="1,2,4", KUBETUNE_METRIC="accuracy")
+    env = trial_env(tmp_path, KUBETUNE_MILESTONES="1,2,4", KUBETUNE_METRIC="accuracy")
     process = subprocess.Popen(
         [*command, "--seconds-per-step", "0.1"],
         env=env,
@@ -245,18 +245,6 @@ def test_sigterm_stops_the_trainer_and_a_retry_resumes_at_the_next_epoch(tmp_pat
     assert finished["rungs"]["1"]["step"] == 1  # rungs of the first attempt are kept
 
 
-def _trainer_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)  # kubetune_trainer comes from its installed distribution
-    env.update(
-        {
-            "KUBETUNE_METRICS_PORT": "0",
-            "KUBETUNE_TERMINATION_LOG": str(tmp_path / "termination-log"),
-            "KUBETUNE_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
-            "KUBETUNE_LINGER_SECONDS": "0",
-        }
-    )
-    env.update(extra)
-    return env
 
 
 def _reported_epochs(log_text: str) -> list[int]:

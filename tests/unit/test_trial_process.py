@@ -7,7 +7,6 @@ as the kubelet would, and reads the termination message it leaves behind.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,24 +17,13 @@ from typing import Any
 
 from kubetune import trial
 from kubetune.trial import parse_termination_message
+from tests.support.trial_env import trial_env
 
 
 def read_message(path: Path) -> dict[str, Any]:
     return parse_termination_message(path.read_text())
 
 
-def _trial_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "KUBETUNE_METRICS_PORT": "0",
-            "KUBETUNE_TERMINATION_LOG": str(tmp_path / "termination-log"),
-            "KUBETUNE_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
-            "KUBETUNE_LINGER_SECONDS": "0",
-        }
-    )
-    env.update(extra)
-    return env
 
 
 def _start(script: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -74,7 +62,7 @@ def test_sigterm_stops_a_loop_busy_inside_an_epoch(tmp_path: Path) -> None:
         while True:  # an epoch that never reports again
             total += 1
         """,
-        _trial_env(tmp_path),
+        trial_env(tmp_path),
     )
     _wait_for_step(tmp_path / "termination-log", 1, process)
 
@@ -98,7 +86,7 @@ def test_sigterm_ends_the_process_even_if_the_stop_is_swallowed(tmp_path: Path) 
             except BaseException:
                 pass
         """,
-        _trial_env(tmp_path, KUBETUNE_STOP_GRACE_SECONDS="0.5"),
+        trial_env(tmp_path, KUBETUNE_STOP_GRACE_SECONDS="0.5"),
     )
     _wait_for_step(tmp_path / "termination-log", 2, process)
 
@@ -122,7 +110,7 @@ def test_sigterm_inside_save_checkpoint_stops_after_it_is_complete(tmp_path: Pat
             pathlib.Path(path, "part2").write_text("y")
         time.sleep(30)
         """,
-        _trial_env(tmp_path),
+        trial_env(tmp_path),
     )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "writing"
@@ -144,7 +132,7 @@ def test_normal_exit_without_finish_writes_a_finished_message(tmp_path: Path) ->
         assert trial.config() == {"lr": 0.1}
         trial.report(step=3, accuracy=0.75)
         """,
-        _trial_env(tmp_path, KUBETUNE_CONFIG='{"lr": 0.1}'),
+        trial_env(tmp_path, KUBETUNE_CONFIG='{"lr": 0.1}'),
     )
     output, _ = process.communicate(timeout=20)
 
@@ -164,7 +152,7 @@ def test_crash_leaves_an_unfinished_message(tmp_path: Path) -> None:
         trial.report(step=3, accuracy=0.75)
         raise RuntimeError("out of memory")
         """,
-        _trial_env(tmp_path),
+        trial_env(tmp_path),
     )
     output, _ = process.communicate(timeout=20)
 
