@@ -53,6 +53,12 @@ REJECTED_BY_SCHEMA = [
     ("grace-above-maxt", _set("scheduler", {"type": "asha", "maxT": 3, "gracePeriod": 9}), "gracePeriod"),
     ("tiny-reduction", _set("scheduler", {"type": "asha", "reductionFactor": 1}), "reductionFactor"),
     ("zero-samples", _set("numSamples", 0), "numSamples"),
+    ("too-many-samples", _set("numSamples", 100_001), "numSamples"),
+    ("operator-env", lambda s: s["trialTemplate"]["spec"]["containers"][0]["env"].append(
+        {"name": "KUBETUNE_CONFIG", "value": "{}"}), "env KUBETUNE_CONFIG is set by the operator"),
+    ("bad-param-name", _set("searchSpace.learning rate", {"uniform": [0, 1]}),
+     "searchSpace parameter names must match"),
+    ("bad-metric-name", _set("objective.metric", "val loss"), "objective.metric must match"),
 ]
 
 # Valid for the schema, caught by the operator: it marks them Failed and names the field.
@@ -70,6 +76,13 @@ FAILED_BY_OPERATOR = [
     ("unknown-param-in-args",
      lambda s: s["trialTemplate"]["spec"]["containers"][0].update({"args": ["--lr=${params.lr}"]}),
      "params.lr"),
+    # A grid CEL cannot multiply out (its values are any JSON): 2 x 1000 x 100 points.
+    ("grid-too-large",
+     lambda s: s["searchSpace"].update({"a": {"grid": list(range(1000))},
+                                        "b": {"grid": list(range(100))}}),
+     "= 200000 trials; at most 100000"),
+    ("config-too-large", _set("searchSpace.blob", {"value": "x" * 70_000}),
+     "fit in the trial's environment"),
 ]
 
 

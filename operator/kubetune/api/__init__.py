@@ -2,7 +2,9 @@
 
 crds/*.yaml is generated from these models (``make crds``), so a change here is
 a change to the API users apply. This package is pure: it imports nothing from
-kopf, kubernetes or an HTTP client, and nothing else from kubetune.
+kopf, kubernetes or an HTTP client, and nothing else from kubetune but the wire
+contract (the env variables the operator owns). ``kubetune.api.limits`` holds the
+bounds the models and the CRD's CEL rules share.
 """
 
 from kubetune.api.common import (
@@ -33,6 +35,7 @@ from kubetune.api.experiment import (
     TuneExperimentStatus,
     validate_experiment_spec,
 )
+from kubetune.api.limits import MAX_CONCURRENT_TRIALS, MAX_EXPERIMENT_NAME, MAX_TRIALS
 from kubetune.api.searchspace import SearchDomain
 from kubetune.api.trial import (
     TRIAL_KIND,
@@ -53,6 +56,9 @@ __all__ = [
     "EXPERIMENT_KIND",
     "EXPERIMENT_PLURAL",
     "GROUP",
+    "MAX_CONCURRENT_TRIALS",
+    "MAX_EXPERIMENT_NAME",
+    "MAX_TRIALS",
     "TRIAL_KIND",
     "TRIAL_PLURAL",
     "VERSION",

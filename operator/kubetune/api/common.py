@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -73,6 +73,18 @@ MetricValues = Annotated[dict[str, FiniteFloat | None], BeforeValidator(_non_fin
 writes as null: the metric's stale stored value is removed rather than kept."""
 
 
+NON_FINITE_NAMES: Final = ("NaN", "Infinity", "-Infinity")
+"""How a non-finite value is written where the API needs a string: JSON has no NaN."""
+
+NonFiniteValues = Annotated[
+    dict[str, Literal["NaN", "Infinity", "-Infinity"] | None],
+    Field(json_schema_extra={"additionalProperties": {"type": "string",
+                                                      "enum": list(NON_FINITE_NAMES)}}),
+]
+"""Per metric name, its latest value when that is not finite ("NaN", "Infinity" or
+"-Infinity"). None (a null in the merge patch) removes a metric that is finite again."""
+
+
 def _check_rfc3339(value: str) -> str:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -121,6 +133,11 @@ class Condition(StatusModel):
     )
     last_transition_time: Timestamp | None = Field(
         default=None, description="When the status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="The spec generation (metadata.generation) the condition was set from.",
     )
 
 

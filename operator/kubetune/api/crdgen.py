@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from kubetune.api.experiment import (
     TuneExperimentSpec,
     TuneExperimentStatus,
 )
+from kubetune.api.limits import name_length_rule
 from kubetune.api.trial import TRIAL_KIND, TRIAL_PLURAL, TuneTrialSpec, TuneTrialStatus
 
 CATEGORY = "kubetune"
@@ -169,9 +170,14 @@ def structural_schema(model: type[BaseModel], description: str | None = None) ->
 
 
 def _root_schema(
-    description: str, spec: type[BaseModel], status: type[BaseModel], spec_doc: str, status_doc: str
+    description: str,
+    spec: type[BaseModel],
+    status: type[BaseModel],
+    spec_doc: str,
+    status_doc: str,
+    rules: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    return {
+    root: dict[str, Any] = {
         "description": description,
         "type": "object",
         "properties": {
@@ -180,12 +186,19 @@ def _root_schema(
                 "type": "string",
             },
             "kind": {"description": "The object's kind.", "type": "string"},
-            "metadata": {"type": "object"},
+            "metadata": {
+                "type": "object",
+                # Declared so that a root rule on the name can point at it (fieldPath).
+                "properties": {"name": {"description": "The object's name.", "type": "string"}},
+            },
             "spec": structural_schema(spec, spec_doc),
             "status": structural_schema(status, status_doc),
         },
         "required": ["spec"],
     }
+    if rules:
+        root["x-kubernetes-validations"] = list(rules)
+    return _order(root)
 
 
 def _column(name: str, kind: str, path: str, description: str, priority: int = 0) -> dict[str, Any]:
@@ -253,6 +266,7 @@ def build_crds() -> list[dict[str, Any]]:
             _column("Failed", "integer", ".status.trials.failed", "Failed trials.", priority=1),
             _column("Best", "number", ".status.bestTrial.metric", "Best objective value so far."),
             _AGE,
+            _column("Message", "string", ".status.message", "Why the experiment is in its phase."),
         ],
         _root_schema(
             "A hyperparameter tuning experiment: trials drawn from a search space, run as pods, "
@@ -261,6 +275,7 @@ def build_crds() -> list[dict[str, Any]]:
             TuneExperimentStatus,
             "What to tune: the objective, the search space, the budget and the trial pod.",
             "What the operator observed; written by the operator only.",
+            rules=[name_length_rule()],
         ),
     )
     trial = _crd(

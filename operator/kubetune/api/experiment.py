@@ -7,26 +7,46 @@ apiserver fills them in and `kubectl get -o yaml` shows the effective spec.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
-from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
 
 from kubetune.api.common import (
     API_VERSION,
-    Condition,
-    FiniteFloat,
-    MetricValues,
-    ObservedFloat,
     SpecError,
     SpecModel,
     StatusModel,
-    Timestamp,
     spec_error,
 )
-from kubetune.api.searchspace import MAX_PARAMETERS, SearchDomain, SearchSpaceSpec
+from kubetune.api.experiment_status import (
+    BestTrial,
+    ExperimentPhase,
+    RungSummary,
+    TrialCounts,
+    TuneExperimentStatus,
+)
+from kubetune.api.limits import (
+    MAX_CONCURRENT_TRIALS,
+    MAX_NAME_LENGTH,
+    MAX_TRIALS,
+    METRIC_NAME_PATTERN,
+    METRIC_WHY,
+    config_problem,
+    immutable_rules,
+    metric_name_rule,
+    name_problem,
+    parameter_names_rule,
+    trials_problem,
+)
+from kubetune.api.searchspace import (
+    MAX_PARAMETERS,
+    SearchDomain,
+    SearchSpaceSpec,
+    grid_points,
+    worst_config_bytes,
+)
+from kubetune.api.template import TrialPodSpec, TrialTemplate
 
 EXPERIMENT_KIND: Final = "TuneExperiment"
 EXPERIMENT_PLURAL: Final = "tuneexperiments"
@@ -35,13 +55,27 @@ _DEFAULTED_OBJECT: dict[str, Any] = {"default": {}}
 """Schema default for an all-defaults object, so the apiserver fills in its fields too."""
 
 
+def _check_metric_name(name: str) -> str:
+    problem = name_problem("metric name", name, METRIC_NAME_PATTERN, METRIC_WHY)
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
+MetricName = Annotated[str, AfterValidator(_check_metric_name)]
+"""A metric's name, as a trial's series label, its termination message and report() carry it."""
+
+
 class Objective(SpecModel):
     """The metric every trial reports and the direction that makes it better."""
 
-    metric: str = Field(
+    metric: MetricName = Field(
         min_length=1,
+        max_length=MAX_NAME_LENGTH,
         description="Name of the metric trials report (kubetune.trial.report(accuracy=...)), "
-        "as Ray's TuneConfig(metric=...).",
+        "as Ray's TuneConfig(metric=...). Letters, digits and _ . : / -, starting with a "
+        "letter or _.",
+        json_schema_extra={"x-kubernetes-validations": [metric_name_rule("objective.metric")]},
     )
     mode: Literal["min", "max"] = Field(
         description="min if lower is better (a loss), max if higher is better (an accuracy)."
@@ -86,9 +120,11 @@ class SchedulerSpec(SpecModel):
         description="fifo runs every trial to the end; asha is Ray's ASHAScheduler "
         "(AsyncHyperBand); median is Ray's MedianStoppingRule.",
     )
-    time_attr: str = Field(
+    time_attr: MetricName = Field(
         default="training_iteration",
         min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        json_schema_extra={"x-kubernetes-validations": [metric_name_rule("scheduler.timeAttr")]},
         description="The reported quantity that measures training progress, as Ray's time_attr. "
         "training_iteration is the step passed to kubetune.trial.report(step=...).",
     )
@@ -147,40 +183,10 @@ class PrometheusSpec(SpecModel):
     )
 
 
-class TrialPodSpec(SpecModel):
-    """The trial pod's spec: any field of a PodSpec; containers is required."""
-
-    model_config = ConfigDict(extra="allow")
-
-    containers: list[dict[str, Any]] = Field(
-        min_length=1,
-        description="The pod's containers, as in any PodSpec. Hyperparameters reach them as "
-        "env KUBETUNE_CONFIG (JSON) and KUBETUNE_PARAM_<NAME>, and ${params.NAME} in args "
-        "is replaced. Ask for GPUs here (resources.limits nvidia.com/gpu).",
-        json_schema_extra={
-            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-        },
-    )
-
-
-class TrialTemplate(SpecModel):
-    """A PodTemplateSpec: the pod every trial runs, with its hyperparameters added."""
-
-    model_config = ConfigDict(extra="allow")
-
-    metadata: dict[str, Any] | None = Field(
-        default=None,
-        description="Labels and annotations for trial pods, as in any pod template.",
-    )
-    spec: TrialPodSpec = Field(description="The trial pod's PodSpec.")
-
-    def pod_template(self) -> dict[str, Any]:
-        """The template as the plain PodTemplateSpec dict the user wrote (a fresh copy)."""
-        return copy.deepcopy(self.model_dump(by_alias=True, exclude_none=True, mode="json"))
-
-
 class TuneExperimentSpec(SpecModel):
     """What to tune: the objective, the search space, the budget and the trial pod."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": immutable_rules()})
 
     objective: Objective = Field(description="The metric to optimise and its direction.")
     search_space: SearchSpaceSpec = Field(
@@ -188,7 +194,11 @@ class TuneExperimentSpec(SpecModel):
         "one-key mapping: lr: {loguniform: [1.0e-5, 1.0e-1]}, layers: {randint: [1, 4]}, "
         "optimizer: {choice: [sgd, adam]}, batch_size: {grid: [32, 64]}. Each trial gets one "
         "config drawn from it.",
-        json_schema_extra={"minProperties": 1, "maxProperties": MAX_PARAMETERS},
+        json_schema_extra={
+            "minProperties": 1,
+            "maxProperties": MAX_PARAMETERS,
+            "x-kubernetes-validations": [parameter_names_rule()],
+        },
     )
     search_algorithm: SearchAlgorithm = Field(
         default_factory=SearchAlgorithm,
@@ -198,12 +208,15 @@ class TuneExperimentSpec(SpecModel):
     num_samples: int = Field(
         default=1,
         ge=1,
+        le=MAX_TRIALS,
         description="Trials to run, as Ray's num_samples. With grid entries this many trials "
-        "run per grid point, so the total is numSamples times the number of grid points.",
+        f"run per grid point, so the total is numSamples times the number of grid points, "
+        f"at most {MAX_TRIALS}.",
     )
     max_concurrent_trials: int = Field(
         default=1,
         ge=1,
+        le=MAX_CONCURRENT_TRIALS,
         description="Most trials running at once, as Ray's max_concurrent_trials.",
     )
     max_failed_trials: int = Field(
@@ -238,6 +251,19 @@ class TuneExperimentSpec(SpecModel):
         description="Grace period of a stopped (pruned) trial's pod deletion, so the trainer "
         "can save a checkpoint on SIGTERM.",
     )
+    trial_start_timeout_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="How long a trial pod may wait on its image or its container's config "
+        "(ErrImagePull, ImagePullBackOff, CreateContainerConfigError) before the attempt fails "
+        "with that reason.",
+    )
+    trial_report_timeout_seconds: int = Field(
+        default=600,
+        ge=0,
+        description="Seconds a running trial may go without reporting a metric before it is "
+        "flagged (condition TrialsReporting=False, Event TrialNotReporting); 0 never flags.",
+    )
     metrics_port: int = Field(
         default=8000,
         ge=1,
@@ -260,91 +286,16 @@ class TuneExperimentSpec(SpecModel):
                 "searchAlgorithm.type grid needs at least one {grid: [...]} entry in "
                 "searchSpace; use type random to only sample"
             )
+        problem = trials_problem(self.num_samples, grid_points(self.search_space))
+        problem = problem or config_problem(worst_config_bytes(self.search_space))
+        if problem:
+            raise ValueError(problem)
         return self
 
 
 def _has_grid(space: Mapping[str, SearchDomain]) -> bool:
     return any(
         d.kind == "grid" or (d.space is not None and _has_grid(d.space)) for d in space.values()
-    )
-
-
-class ExperimentPhase(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-
-
-class TrialCounts(StatusModel):
-    """How many of the experiment's trials are in each state."""
-
-    total: int = Field(default=0, ge=0, description="Trials the experiment will run in all.")
-    created: int = Field(default=0, ge=0, description="Trials created so far.")
-    pending: int = Field(default=0, ge=0, description="Trials waiting for their pod to start.")
-    running: int = Field(default=0, ge=0, description="Trials whose pod is running.")
-    succeeded: int = Field(default=0, ge=0, description="Trials that ran to the end.")
-    pruned: int = Field(default=0, ge=0, description="Trials the scheduler stopped early.")
-    failed: int = Field(default=0, ge=0, description="Trials that failed after their retries.")
-
-
-class BestTrial(StatusModel):
-    """The best trial so far by the objective."""
-
-    name: str = Field(description="The TuneTrial's name.")
-    config: dict[str, JsonValue] = Field(
-        default_factory=dict, description="The trial's hyperparameters."
-    )
-    metric: FiniteFloat = Field(description="Its best objective value.")
-    step: int | None = Field(default=None, description="The step at which that value was reported.")
-    metrics: MetricValues = Field(
-        default_factory=dict, description="All metrics it reported at that step."
-    )
-
-
-class RungSummary(StatusModel):
-    """One ASHA rung, across the experiment's trials."""
-
-    milestone: int = Field(description="The time_attr value at which trials are compared.")
-    recorded: int = Field(default=0, ge=0, description="Trials that have reached this rung.")
-    cutoff: ObservedFloat = Field(
-        default=None,
-        description="Objective value a trial must beat to continue past this rung; absent "
-        "until enough trials are recorded.",
-    )
-    bracket: int = Field(
-        default=0,
-        ge=0,
-        description="The ASHA bracket the rung belongs to; always 0 with one bracket.",
-    )
-
-
-class TuneExperimentStatus(StatusModel):
-    """What the operator observed; written by the operator only."""
-
-    phase: ExperimentPhase | None = Field(
-        default=None, description="Pending, Running, Succeeded or Failed."
-    )
-    message: str | None = Field(default=None, description="Why the experiment is in this phase.")
-    observed_generation: int | None = Field(
-        default=None, description="The spec generation this status describes."
-    )
-    start_time: Timestamp | None = Field(default=None, description="When the first trial started.")
-    completion_time: Timestamp | None = Field(
-        default=None, description="When the experiment finished."
-    )
-    trials: TrialCounts | None = Field(default=None, description="Trials per state.")
-    best_trial: BestTrial | None = Field(default=None, description="The best trial so far.")
-    rungs: list[RungSummary] | None = Field(
-        default=None, description="ASHA rungs: milestone, trials recorded, current cutoff."
-    )
-    conditions: list[Condition] | None = Field(
-        default=None,
-        description="Standard conditions, one per type.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
     )
 
 

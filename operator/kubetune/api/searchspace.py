@@ -34,6 +34,7 @@ from kubetune.api.domain_rules import (
     NUMERIC_DOMAINS,
     numeric_domain_problem,
 )
+from kubetune.api.limits import MAX_NAME_LENGTH, PARAMETER_NAME_PATTERN
 
 MAX_PARAMETERS = 128
 """Parameters per (nested) space; bounds the apiserver's validation cost."""
@@ -41,7 +42,7 @@ MAX_PARAMETERS = 128
 MAX_VALUES = 1024
 """Values in one choice or grid list."""
 
-PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+PARAMETER_NAME = re.compile(PARAMETER_NAME_PATTERN)
 
 
 def env_name(path: Sequence[str]) -> str:
@@ -55,10 +56,15 @@ def _check_names(space: dict[str, SearchDomain]) -> dict[str, SearchDomain]:
     if len(space) > MAX_PARAMETERS:
         raise ValueError(f"has {len(space)} parameters; at most {MAX_PARAMETERS} are allowed")
     for name in space:
-        if not PARAMETER_NAME.match(name):
+        if not PARAMETER_NAME.fullmatch(name):
             raise ValueError(
                 f"parameter name {name!r} must start with a letter or _ and hold only "
                 "letters, digits, _ and -"
+            )
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"parameter name {name[:40]!r}... is {len(name)} characters; at most "
+                f"{MAX_NAME_LENGTH}"
             )
     return space
 
@@ -142,10 +148,10 @@ def _cel_rules() -> list[dict[str, str]]:
     return rules
 
 
-_SPACE_SCHEMA = {
-    "type": "object",
-    "x-kubernetes-preserve-unknown-fields": True,
-}
+_SPACE_SCHEMA = {"x-kubernetes-preserve-unknown-fields": True}
+"""Untyped on purpose: the apiserver compares such a node whole (a deep equality), so the
+CRD's immutability rule sees a renamed nested parameter; an object node would compare only
+the keys both sides have. The models check that it is a mapping of entries."""
 
 
 class SearchDomain(SpecModel):
@@ -304,3 +310,34 @@ class SearchDomain(SpecModel):
 
 
 SearchSpaceSpec = Annotated[dict[str, SearchDomain], AfterValidator(_check_top_level)]
+
+
+_NUMBER_BYTES = 24
+"""The longest JSON a sampled number can take (repr of a float: -2.2250738585072014e-308)."""
+
+
+def grid_points(space: Mapping[str, SearchDomain]) -> int:
+    """How many grid points the space expands to: the product of every grid's length."""
+    points = 1
+    for domain in space.values():
+        if domain.kind == "grid":
+            points *= len(domain.arguments)
+        elif domain.space is not None:
+            points *= grid_points(domain.space)
+    return points
+
+
+def worst_config_bytes(space: Mapping[str, SearchDomain]) -> int:
+    """The most bytes a trial's config can take as JSON (as KUBETUNE_CONFIG writes it)."""
+    size = 2  # {}
+    for i, (name, domain) in enumerate(space.items()):
+        size += (2 if i else 0) + len(json.dumps(name)) + 2  # ", " and "name":
+        if domain.space is not None:
+            size += worst_config_bytes(domain.space)
+        elif domain.kind in ("choice", "grid"):
+            size += max(len(json.dumps(v, sort_keys=True)) for v in domain.arguments)
+        elif domain.kind == "value":
+            size += len(json.dumps(domain.value, sort_keys=True))
+        else:
+            size += _NUMBER_BYTES
+    return size

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections import Counter
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client import Counter as PCounter
+
+
+def package_version() -> str:
+    """The installed kubetune's version, or "unknown" when run from an uninstalled tree."""
+    try:
+        return importlib.metadata.version("kubetune")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 @dataclass
 class OperatorMetrics:
-    """The operator's own series (experiments, trials, ticks, API writes, query latency)."""
+    """The operator's own series (experiments, trials, ticks, API writes, query latency),
+    with the process's own (process_*, python_info) and kubetune_build_info{version}."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
         r = self.registry
+        # process_* (CPU, memory, open fds, start time) and python_info, as the default registry has.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.build_info = Gauge("kubetune_build_info", "The running operator's version; always 1",
+                                ["version"], registry=r)
+        self.build_info.labels(package_version()).set(1)
         self.experiments = Gauge("kubetune_experiments", "TuneExperiments by phase", ["phase"], registry=r)
         self.trials = Gauge("kubetune_trials", "TuneTrials by state", ["state"], registry=r)
         self.reconcile = Histogram("kubetune_reconcile_duration_seconds",
@@ -31,6 +53,10 @@ class OperatorMetrics:
         self.api_writes = PCounter("kubetune_api_writes", "Kubernetes API writes",
                                    ["verb", "resource"], registry=r)
         self.ticks = PCounter("kubetune_reconcile_ticks", "Reconcile ticks", registry=r)
+        self.reconcile_errors = PCounter(
+            "kubetune_reconcile_errors", "Reconcile ticks that failed, by the reason the "
+            "experiment shows (InvalidSpec, Forbidden, TooLarge, APIUnavailable, ...)",
+            ["reason"], registry=r)
         self._phases: dict[str, str] = {}
         self._states: dict[str, Counter[str]] = {}
 

@@ -30,15 +30,55 @@ FINISHED_PHASES = frozenset({ExperimentPhase.SUCCEEDED, ExperimentPhase.FAILED})
 
 
 def condition(ctype: str, ok: bool, reason: str, message: str, now: str,
-              previous: Sequence[Mapping[str, Any]]) -> Condition:
-    """A condition of `ctype`, keeping its lastTransitionTime while its status is unchanged."""
+              previous: Sequence[Mapping[str, Any]], generation: int | None = None) -> Condition:
+    """A condition of `ctype`, keeping its lastTransitionTime while its status is unchanged.
+
+    `generation` is the spec generation the condition was computed from (observedGeneration).
+    """
     status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
     since = now
     for c in previous:
         if c.get("type") == ctype and c.get("status") == status:
             since = c.get("lastTransitionTime", now)
     return Condition(type=ctype, status=status, reason=reason, message=message,
-                     last_transition_time=since)
+                     last_transition_time=since, observed_generation=generation)
+
+
+def outcome_conditions(phase: ExperimentPhase, reason: str, message: str, now: str,
+                       previous: Sequence[Mapping[str, Any]],
+                       generation: int | None) -> list[Condition]:
+    """Complete and Failed, as a batch Job has them: Complete is True only on success and
+    Failed only on failure, so `kubectl wait --for=condition=Complete` never returns for a
+    failed experiment and `--for=condition=Failed` returns for it."""
+    succeeded, failed = phase == ExperimentPhase.SUCCEEDED, phase == ExperimentPhase.FAILED
+    return [
+        condition("Complete", succeeded, reason if succeeded else phase.value, message, now,
+                  previous, generation),
+        condition("Failed", failed, reason if failed else phase.value, message, now,
+                  previous, generation),
+    ]
+
+
+def failure_conditions(reason: str, message: str, now: str,
+                       previous: Sequence[Mapping[str, Any]], generation: int | None, *,
+                       spec_valid: bool = True) -> list[Condition]:
+    """The conditions of an experiment that failed for `reason` outside the planner's verdict
+    (an invalid spec, a permanent API rejection): SpecValid, Complete=False, Failed=True."""
+    spec = (condition("SpecValid", True, "Valid", "the spec is valid", now, previous, generation)
+            if spec_valid else
+            condition("SpecValid", False, reason, message, now, previous, generation))
+    return [spec, *outcome_conditions(ExperimentPhase.FAILED, reason, message, now, previous,
+                                      generation)]
+
+
+def phase_reason(phase: ExperimentPhase, message: str) -> str:
+    """A CamelCase reason for the phase experiment_phase chose, from its message."""
+    if phase == ExperimentPhase.FAILED:
+        if "maxFailedTrials" in message:
+            return "TooManyFailedTrials"
+        if message.startswith("no trial completed"):
+            return "NoFiniteObjective"
+    return phase.value
 
 
 def best_trial(spec: TuneExperimentSpec, trials: Sequence[TrialView], states: Mapping[str, str],
@@ -90,11 +130,12 @@ def experiment_status(*, generation: int, previous: Mapping[str, Any],
                       phase: ExperimentPhase, message: str, states: Mapping[str, str],
                       total: int, created: int, best: BestTrial | None,
                       scheduler: TrialScheduler, metrics_error: str | None,
-                      now: str) -> TuneExperimentStatus:
+                      now: str, reason: str | None = None) -> TuneExperimentStatus:
     """The whole status of the experiment at the end of this tick.
 
     bestTrial is left unset (the stored one stays) until some trial succeeded;
-    completionTime is set once the experiment has ended.
+    completionTime is set once the experiment has ended. `reason` names why the phase is
+    what it is (phase_reason's by default); every condition carries `generation`.
     """
     counts = dict.fromkeys(("pending", "running", "succeeded", "pruned", "failed"), 0)
     for state in states.values():
@@ -108,13 +149,15 @@ def experiment_status(*, generation: int, previous: Mapping[str, Any],
         "trials": TrialCounts(total=total, created=created, **counts),
         "rungs": scheduler.rung_table(),
         "conditions": [
-            condition("SpecValid", True, "Valid", "the spec is valid", now, conditions),
+            condition("SpecValid", True, "Valid", "the spec is valid", now, conditions,
+                      generation),
             condition("MetricsAvailable", metrics_ok,
                       "Queried" if metrics_ok else "PrometheusUnavailable",
                       "metrics read from Prometheus" if metrics_ok else
                       f"{metrics_error}; no trial is pruned until metrics return",
-                      now, conditions),
-            condition("Complete", finished, phase.value, message, now, conditions),
+                      now, conditions, generation),
+            *outcome_conditions(phase, reason or phase_reason(phase, message), message, now,
+                                conditions, generation),
         ],
     }
     if best is not None:
