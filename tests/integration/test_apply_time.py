@@ -112,6 +112,38 @@ def test_a_changed_choice_value_inside_the_search_space_is_refused(api_client, n
     assert "spec.searchSpace cannot change" in message
 
 
+def _swap(template: dict[str, Any], node: str, old: str, new: str) -> dict[str, Any]:
+    edited = copy.deepcopy(template)
+    target = edited["spec"] if node == "pod" else edited["spec"]["containers"][0]
+    if node == "pod":
+        target[new], target[old] = target[old], None  # null: the merge patch removes it
+    else:
+        target[new] = target.pop(old)  # a merge patch replaces the containers list whole
+    return edited
+
+
+@pytest.mark.parametrize(("node", "old", "new"), [("container", "command", "args"),
+                                                  ("pod", "nodeSelector", "tolerations")])
+def test_a_template_field_swapped_for_another_is_refused(api_client, namespace, crds, node, old,
+                                                         new):
+    body = experiment("imm-swap")
+    body["spec"]["trialTemplate"]["spec"]["nodeSelector"] = {"pool": "a"}
+    create(api_client, namespace, body)
+    template = get(api_client, namespace, "imm-swap")["spec"]["trialTemplate"]
+    edited = _swap(template, node, old, new)  # as many keys as before, one renamed
+    message = refused(lambda: patch(api_client, namespace, "imm-swap",
+                                    {"spec": {"trialTemplate": edited}}))
+    assert "spec.trialTemplate cannot change" in message
+
+
+def test_a_renamed_nested_parameter_is_refused(api_client, namespace, crds):
+    body = experiment("imm-nested", extra_space={"opt": {"space": {"a": {"uniform": [0, 1]}}}})
+    create(api_client, namespace, body)
+    message = refused(lambda: patch(api_client, namespace, "imm-nested", {"spec": {"searchSpace": {
+        "opt": {"space": {"a": None, "b": {"uniform": [0, 1]}}}}}}))
+    assert "spec.searchSpace cannot change" in message
+
+
 def test_the_limits_stay_editable_and_metadata_edits_pass(api_client, namespace, crds):
     create(api_client, namespace, experiment("editable"))
     edited = patch(api_client, namespace, "editable", {"spec": {

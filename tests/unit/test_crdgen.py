@@ -259,8 +259,14 @@ def test_trial_template_is_a_pod_template_with_required_containers(
     assert containers["type"] == "array" and containers["minItems"] == 1
     container = containers["items"]
     assert container["type"] == "object" and container["x-kubernetes-preserve-unknown-fields"]
-    # Only what the CEL rules read is declared; every other Container field is kept as written.
-    assert set(container["properties"]) == {"name", "env"}
+    # name and env are typed (the env rule reads them); the other Container fields are declared
+    # untyped, kept as written, so the immutability rule compares them by name.
+    assert {"name", "env", "command", "args", "image", "resources"} <= set(container["properties"])
+    assert container["properties"]["args"] == {
+        "description": container["properties"]["args"]["description"],
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    assert {"nodeSelector", "tolerations", "volumes"} <= set(pod["properties"])
     env = container["properties"]["env"]["items"]
     assert env["x-kubernetes-preserve-unknown-fields"] and env["required"] == ["name"]
 

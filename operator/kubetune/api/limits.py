@@ -181,6 +181,42 @@ def metric_name_rule(field: str) -> dict[str, JsonValue]:
     }
 
 
+POD_SPEC_FIELDS: Final = (
+    "activeDeadlineSeconds", "affinity", "automountServiceAccountToken", "dnsConfig",
+    "dnsPolicy", "enableServiceLinks", "ephemeralContainers", "hostAliases", "hostIPC",
+    "hostNetwork", "hostPID", "hostUsers", "hostname", "hostnameOverride", "imagePullSecrets",
+    "initContainers", "nodeName", "nodeSelector", "os", "overhead", "preemptionPolicy",
+    "priority", "priorityClassName", "readinessGates", "resourceClaims", "resources",
+    "restartPolicy", "runtimeClassName", "schedulerName", "schedulingGates", "securityContext",
+    "serviceAccount", "serviceAccountName", "setHostnameAsFQDN", "shareProcessNamespace",
+    "subdomain", "terminationGracePeriodSeconds", "tolerations", "topologySpreadConstraints",
+    "volumes",
+)
+"""PodSpec fields besides containers, declared so the immutability rule compares them by name."""
+
+CONTAINER_FIELDS: Final = (
+    "args", "command", "envFrom", "image", "imagePullPolicy", "lifecycle", "livenessProbe",
+    "ports", "readinessProbe", "resizePolicy", "resources", "restartPolicy", "securityContext",
+    "startupProbe", "stdin", "stdinOnce", "terminationMessagePath", "terminationMessagePolicy",
+    "tty", "volumeDevices", "volumeMounts", "workingDir",
+)
+"""Container fields besides name and env."""
+
+
+def kept_fields(kind: str, names: Iterable[str]) -> dict[str, Any]:
+    """Declared, untyped properties: kept as written, and compared whole by `==`.
+
+    The apiserver compares an object's declared properties by name but its undeclared ones
+    only where both sides have them, so without these an edit that swaps one field for
+    another (command for args) would pass the immutability rule.
+    """
+    return {
+        name: {"description": f"{kind}.{name}, as in any pod; kept as written.",
+               "x-kubernetes-preserve-unknown-fields": True}
+        for name in names
+    }
+
+
 def container_schema() -> dict[str, Any]:
     """A trial container: any Container field; its env names are checked (CEL sees only
     declared fields, so name and env are declared, the rest is kept as written)."""
@@ -188,6 +224,7 @@ def container_schema() -> dict[str, Any]:
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": True,
         "properties": {
+            **kept_fields("Container", CONTAINER_FIELDS),
             "name": {"type": "string", "description": "The container's name."},
             "env": {
                 "type": "array",
@@ -210,6 +247,7 @@ def container_schema() -> dict[str, Any]:
 
 
 __all__ = [
+    "CONTAINER_FIELDS",
     "IMMUTABLE_FIELDS",
     "MAX_CONCURRENT_TRIALS",
     "MAX_CONFIG_BYTES",
@@ -219,10 +257,12 @@ __all__ = [
     "METRIC_NAME_PATTERN",
     "OPERATOR_ENV",
     "PARAMETER_NAME_PATTERN",
+    "POD_SPEC_FIELDS",
     "config_problem",
     "container_schema",
     "env_item_rule",
     "immutable_rules",
+    "kept_fields",
     "metric_name_rule",
     "name_length_rule",
     "name_problem",

@@ -13,13 +13,24 @@ from typing import Any
 from pydantic import ConfigDict, Field, field_validator
 
 from kubetune.api.common import SpecModel
-from kubetune.api.limits import container_schema, owned_env_problem
+from kubetune.api.limits import (
+    POD_SPEC_FIELDS,
+    container_schema,
+    kept_fields,
+    owned_env_problem,
+)
+
+
+def _declare_pod_spec_fields(schema: dict[str, Any], _: type) -> None:
+    properties = schema.setdefault("properties", {})
+    if isinstance(properties, dict):
+        properties.update(kept_fields("PodSpec", POD_SPEC_FIELDS))
 
 
 class TrialPodSpec(SpecModel):
     """The trial pod's spec: any field of a PodSpec; containers is required."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_declare_pod_spec_fields)
 
     containers: list[dict[str, Any]] = Field(
         min_length=1,
@@ -49,6 +60,7 @@ class TrialTemplate(SpecModel):
     metadata: dict[str, Any] | None = Field(
         default=None,
         description="Labels and annotations for trial pods, as in any pod template.",
+        json_schema_extra={"properties": kept_fields("ObjectMeta", ("labels", "annotations"))},
     )
     spec: TrialPodSpec = Field(description="The trial pod's PodSpec.")
 
