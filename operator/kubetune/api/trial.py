@@ -18,6 +18,7 @@ from pydantic import Field, JsonValue, TypeAdapter, ValidationError
 from kubetune.api.common import (
     API_VERSION,
     MetricValues,
+    NonFiniteValues,
     ObservedFloat,
     SpecModel,
     StatusModel,
@@ -151,6 +152,11 @@ class TuneTrialStatus(StatusModel):
     metrics: MetricValues | None = Field(
         default=None, description="The latest value of each reported metric."
     )
+    non_finite_metrics: NonFiniteValues | None = Field(
+        default=None,
+        description="Metrics whose latest value is not finite, as NaN, Infinity or -Infinity "
+        "(JSON has no such numbers); metrics holds the finite ones.",
+    )
     objective: ObservedFloat = Field(
         default=None, description="The latest value of the experiment's objective metric."
     )
@@ -163,6 +169,12 @@ class TuneTrialStatus(StatusModel):
     pod_name: str | None = Field(default=None, description="The trial's current or last pod.")
     attempts: int | None = Field(
         default=None, ge=0, description="Pods started for this trial, retries included."
+    )
+    disruptions: int | None = Field(
+        default=None,
+        ge=0,
+        description="Attempts ended by a disruption (eviction, preemption, a lost node, a pod "
+        "deleted by someone else); they are not charged to trialRetries or maxFailedTrials.",
     )
     reason: str | None = Field(
         default=None, description="A CamelCase word for the state (for example OOMKilled)."
