@@ -2,7 +2,9 @@
 
 Config keys: quality (the curve's ceiling), steps, sleep (seconds per step),
 fail_attempts (attempts that exit 3 before reporting anything), nan_from (a step
-from which the metric is NaN).
+from which the metric is NaN), loss_inf_from (a step from which the side metric
+`loss` is +inf), silent_seconds (a wait before the first report), allocate_mb
+(memory held from the start, to meet a memory limit).
 """
 
 from __future__ import annotations
@@ -29,12 +31,18 @@ def main() -> None:
     sleep = float(cfg.get("sleep", 0.2))
     quality = float(cfg["quality"])
     nan_from = int(cfg.get("nan_from", 0))
+    loss_inf_from = int(cfg.get("loss_inf_from", 0))
+    held = bytearray(int(cfg.get("allocate_mb", 0)) * 2**20)
+    for i in range(0, len(held), 4096):
+        held[i] = 1  # touch every page, so it is resident
+    time.sleep(float(cfg.get("silent_seconds", 0)))
     checkpoint = trial.get_checkpoint()
     start = checkpoint.step + 1 if checkpoint else 1
     for step in range(start, steps + 1):
         time.sleep(sleep)
         value = float("nan") if nan_from and step >= nan_from else curve(quality, step)
-        trial.report(step=step, accuracy=value, loss=1.0 - value)
+        loss = float("inf") if loss_inf_from and step >= loss_inf_from else 1.0 - value
+        trial.report(step=step, accuracy=value, loss=loss)
         with trial.save_checkpoint(step=step):
             pass
 

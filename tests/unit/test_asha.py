@@ -16,7 +16,6 @@ from kubetune.schedulers import (
     AsyncHyperBandScheduler,
     Decision,
     RungRecord,
-    RungSummary,
     make_scheduler,
 )
 from kubetune.schedulers._order_statistics import OrderStatistics
@@ -237,16 +236,35 @@ def test_non_finite_value_stops_trial_even_first_at_the_rung(mode: str, bad: flo
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_non_finite_values_count_as_worst_in_the_cutoff(mode: str) -> None:
+def test_non_finite_values_are_left_out_of_the_cutoff(mode: str) -> None:
     s = asha(mode)
     s.on_result("n1", 1, math.nan)
     s.on_result("n2", 1, math.inf)
     s.on_result("good", 1, signed(mode, 0.9))
-    # 0.5 beats two of the three values recorded: the cutoff lies among the non-finite ones.
+    # The cutoff is the quantile of the finite values alone: 0.9, which 0.5 does not beat.
     verdict = s.on_result("a", 1, signed(mode, 0.5))
+    assert verdict.decision is Decision.STOP
+    assert s.records("a")[0].cutoff == signed(mode, 0.9)
+    assert s.rung_table()[0].recorded == 4
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_one_nan_among_two_values_does_not_let_a_bad_trial_through(mode: str) -> None:
+    s = asha(mode)
+    s.on_result("good", 1, signed(mode, 0.9))
+    s.on_result("diverged", 1, math.nan)
+    assert s.rung_table()[0].cutoff == signed(mode, 0.9)
+    assert s.on_result("bad", 1, signed(mode, 0.1)).decision is Decision.STOP
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_rung_of_only_non_finite_values_has_no_cutoff(mode: str) -> None:
+    s = asha(mode)
+    s.on_result("n1", 1, math.nan)
+    assert s.rung_table()[0].cutoff is None
+    verdict = s.on_result("a", 1, signed(mode, 0.1))
     assert verdict.decision is Decision.CONTINUE
-    assert verdict.rung is None and s.records("a")[0].cutoff is None
-    assert s.rung_table()[0] == RungSummary(milestone=1, recorded=4, cutoff=signed(mode, 0.5))
+    assert verdict.reason.endswith("no finite cutoff there yet")
 
 
 # on_complete

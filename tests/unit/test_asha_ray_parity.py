@@ -281,13 +281,14 @@ def test_non_finite_value_ray_lets_run_we_stop_at_first_rung(bad: float) -> None
 
 
 @pytest.mark.filterwarnings("ignore:All-NaN slice encountered")
-def test_nan_ray_ignores_in_cutoff_we_count_it_as_worst() -> None:
+def test_nan_is_left_out_of_the_cutoff_as_ray_leaves_it_out() -> None:
     ray, ours = _pair(mode="max")
     _feed(ray, ours, "n1", 1, math.nan)
     _feed(ray, ours, "n2", 1, math.nan)
     _feed(ray, ours, "good", 1, 0.9)
-    # Ray's cutoff is the 67th percentile of [0.9] alone; ours ranks the NaNs below.
-    assert _feed(ray, ours, "a", 1, 0.5) == (RayDecision.STOP, Decision.CONTINUE)
+    # Both cutoffs are the 67th percentile of [0.9] alone (Ray's nanpercentile drops NaN).
+    assert _feed(ray, ours, "a", 1, 0.5) == (RayDecision.STOP, Decision.STOP)
+    assert ours.records("a")[0].cutoff == 0.9
 
 
 def test_stopped_trial_ray_records_final_result_at_skipped_rung_we_do_not() -> None:

@@ -134,6 +134,26 @@ def test_non_finite_value_stops_the_trial(mode: str, bad: float) -> None:
     assert verdict.reason == "acc is not finite at step 1; counted as the worst value"
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_non_finite_running_means_are_left_out_of_the_median(mode: str) -> None:
+    s = median_rule(mode, min_samples_required=2)
+    feed(s, "good1", [0.9], mode)
+    feed(s, "good2", [0.8], mode)
+    s.on_result("diverged1", 1, math.nan)
+    s.on_result("diverged2", 1, math.inf)
+    # Four running means, two of them -inf: the median of the finite two is 0.85, not -inf.
+    assert s.rung_table()[0].cutoff == pytest.approx(signed(mode, 0.85))
+    assert s.on_result("bad", 1, signed(mode, 0.1)).decision is Decision.STOP
+
+
+def test_min_samples_required_counts_only_finite_running_means() -> None:
+    s = median_rule(min_samples_required=2)
+    feed(s, "good", [0.9], "max")
+    s.on_result("diverged", 1, math.nan)
+    verdict = s.on_result("a", 1, 0.1)
+    assert verdict.decision is Decision.CONTINUE and verdict.rung is None
+
+
 def test_stopped_trial_stays_stopped_and_repeats_are_idempotent() -> None:
     s = median_rule()
     for i in range(3):

@@ -7,10 +7,12 @@ references to the pod's own fields, ConfigMap keys and Secret keys.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
 
@@ -68,3 +70,12 @@ def resolve_env(api: client.CoreV1Api, pod: dict[str, Any],
             sec = api.read_namespaced_secret(r["name"], meta["namespace"])
             env[name] = base64.b64decode((sec.data or {}).get(r["key"], "")).decode()
     return env
+
+
+def missing_ref_message(e: ApiException) -> str:
+    """The kubelet's words for an env reference to a ConfigMap or Secret that is not there."""
+    try:
+        details = json.loads(e.body or "").get("details") or {}
+        return f'{details.get("kind", "object").rstrip("s")} "{details.get("name", "?")}" not found'
+    except (TypeError, ValueError, AttributeError):
+        return str(e.reason)

@@ -1,7 +1,8 @@
 """The pod statuses the local runner writes, shaped as a kubelet writes them.
 
-Pure builders: Running once the process started, then Succeeded or Failed with
-the container's exit code, reason and termination message.
+Pure builders: Pending with a waiting reason while a container cannot start,
+Running while any container runs, then Succeeded or Failed with each container's
+exit code, reason and termination message.
 """
 
 from __future__ import annotations
@@ -21,36 +22,76 @@ def now() -> str:
 
 def running_status(container: dict[str, Any], pid: int, started: str) -> dict[str, Any]:
     """Phase Running, every condition True, the container running as local process `pid`."""
-    cond = [{"type": t, "status": "True", "lastTransitionTime": started}
-            for t in ("Initialized", "PodReadyToStartContainers", "ContainersReady", "Ready")]
-    return {
-        "phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
-        "podIPs": [{"ip": "127.0.0.1"}], "startTime": started, "conditions": cond,
-        "containerStatuses": [{
-            "name": container["name"], "image": container.get("image", ""), "imageID": "",
-            "containerID": f"local://{pid}", "ready": True, "started": True,
-            "restartCount": 0, "state": {"running": {"startedAt": started}},
-        }],
-    }
+    return containers_status([container_entry(container["name"], container.get("image", ""),
+                                              pid, {"running": {"startedAt": started}})],
+                             started)
+
+
+def container_entry(name: str, image: str, pid: int | None,
+                    state: dict[str, Any]) -> dict[str, Any]:
+    """One containerStatuses entry in `state` (running, terminated or waiting)."""
+    running = "running" in state
+    return {"name": name, "image": image, "imageID": "",
+            "containerID": f"local://{pid}" if pid is not None else "",
+            "ready": running, "started": running, "restartCount": 0, "state": state}
+
+
+def containers_status(entries: list[dict[str, Any]], started: str) -> dict[str, Any]:
+    """The pod's status from its containers' entries, as the kubelet derives it.
+
+    Running while any container runs (a sidecar keeps the pod Running after the main
+    container exits); then Succeeded if every container exited 0, else Failed.
+    Container statuses are listed by name, as the kubelet lists them.
+    """
+    entries = sorted(entries, key=lambda e: e["name"])
+    states = [e["state"] for e in entries]
+    if any("running" in st for st in states):
+        phase = "Running"
+    elif all("terminated" in st for st in states):
+        ok = all(st["terminated"]["exitCode"] == 0 for st in states)
+        phase = "Succeeded" if ok else "Failed"
+    else:
+        phase = "Pending"
+    all_ready = phase == "Running" and all(e["ready"] for e in entries)
+    moment = now()
+    cond = [{"type": "Initialized", "status": "True", "lastTransitionTime": started},
+            {"type": "PodReadyToStartContainers", "status": "True",
+             "lastTransitionTime": started}]
+    for t in ("ContainersReady", "Ready"):
+        if all_ready:
+            cond.append({"type": t, "status": "True", "lastTransitionTime": started})
+        else:
+            reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
+            cond.append({"type": t, "status": "False", "reason": reason,
+                         "lastTransitionTime": moment})
+    status: dict[str, Any] = {"phase": phase, "startTime": started, "conditions": cond,
+                              "containerStatuses": entries}
+    if phase in ("Running", "Pending"):
+        status.update({"hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+                       "podIPs": [{"ip": "127.0.0.1"}]})
+    return status
+
+
+def waiting_status(pod: dict[str, Any], failing: str, reason: str, message: str,
+                   started: str) -> dict[str, Any]:
+    """Phase Pending: container `failing` waits with `reason` (ErrImagePull, ...), the others
+    wait to be created, as the kubelet reports a pod that cannot start."""
+    entries = []
+    for c in pod["spec"]["containers"]:
+        if c["name"] == failing:
+            state = {"waiting": {"reason": reason, "message": message}}
+        else:
+            state = {"waiting": {"reason": "ContainerCreating"}}
+        entries.append(container_entry(c["name"], c.get("image", ""), None, state))
+    return containers_status(entries, started)
 
 
 def terminated_status(pid: int | None, code: int, message: str, reason: str,
                       container: str, started: str) -> dict[str, Any]:
     """Succeeded (exit 0) or Failed, with the container's terminated state."""
-    finished = now()
-    cond = [{"type": t, "status": "False", "reason": "PodCompleted",
-             "lastTransitionTime": finished} for t in ("ContainersReady", "Ready")]
-    return {
-        "phase": "Succeeded" if code == 0 else "Failed",
-        "conditions": cond,
-        "containerStatuses": [{
-            "name": container, "image": "", "imageID": "",
-            "containerID": f"local://{pid}" if pid is not None else "",
-            "ready": False, "started": False, "restartCount": 0,
-            "state": {"terminated": {"exitCode": code, "reason": reason, "message": message,
-                                     "startedAt": started, "finishedAt": finished}},
-        }],
-    }
+    return containers_status([container_entry(container, "", pid, {"terminated": {
+        "exitCode": code, "reason": reason, "message": message,
+        "startedAt": started, "finishedAt": now()}})], started)
 
 
 def target_labels(pod: dict[str, Any]) -> dict[str, str]:

@@ -2,24 +2,37 @@
 
 Of the kubelet it imitates what an operator can observe through the API:
 
-- start: a bound pod's first container runs as a local process in this Python
-  environment (the image is ignored): command/args with `$(VAR)` expansion and
-  the env the kubelet would build (`podenv`), in a process group of its own;
-- status: the pod goes Running, then Succeeded/Failed with the exit code, the
-  reason and the termination message (`terminationMessagePolicy:
-  FallbackToLogsOnError` included), as a kubelet writes them (`podstatus`);
-- deletion: SIGTERM to the process group, SIGKILL after the grace period, then
-  the pod's deletion is completed;
-- logs: the container's output goes to a file (`contract.pod_log_path`), which
-  `kubetune logs` reads, since there is no kubelet API to stream it from;
+- start: each of a bound pod's containers runs as a local process in this
+  Python environment (the image is ignored): command/args with `$(VAR)`
+  expansion and the env the kubelet would build (`podenv`), each in a process
+  group of its own;
+- images: a reference that does not parse is InvalidImageName, and an image
+  whose registry host ends in `.invalid` cannot be pulled (ErrImagePull, then
+  ImagePullBackOff, for as long as the pod exists); an env reference to a
+  ConfigMap or Secret that does not exist is CreateContainerConfigError, tried
+  again every few seconds as the kubelet does (`containers`);
+- status: the pod goes Running; a sidecar keeps it Running after the main
+  container exits, and each container's terminated state (exit code, reason,
+  termination message, `terminationMessagePolicy: FallbackToLogsOnError`
+  included) is written as it exits; the pod is Succeeded when every container
+  exited 0, else Failed (`podstatus`);
+- memory: `resources.limits.memory` is enforced on each container's process
+  group as the OOM killer would, and such a kill is reported as OOMKilled with
+  exit code 137 (any other SIGKILL is an Error);
+- deletion: SIGTERM to every process group, SIGKILL after the grace period,
+  then the pod's deletion is completed; so a pod evicted through the Eviction
+  API (the apiserver adds its DisruptionTarget condition and deletes it) ends as
+  a real one does;
+- logs: the containers' output goes to one file (`contract.pod_log_path`),
+  which `kubetune logs` reads (there is no kubelet API to stream it from);
 - scraping: the pod's metrics port is registered with Prometheus through
   file-based service discovery, with the pod's namespace and labels as target
   labels (so a trial cannot speak for another).
 
-Not imitated: images, init and sidecar containers, probes, restarts
-(restartPolicy is Never for trials), volumes and resource limits. Pods share
-the host network here, so each pod's container port named `metrics` is given a
-free local port, passed in KUBETUNE_METRICS_PORT.
+Not imitated: init containers, probes, restarts (restartPolicy is Never for
+trials), volumes and CPU limits. Pods share the host network here, so each pod's
+container port named `metrics` is given a free local port, passed in
+KUBETUNE_METRICS_PORT.
 """
 
 from __future__ import annotations
@@ -28,13 +41,11 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +53,21 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from kubetune import contract
-from kubetune.devcluster.podenv import expand, resolve_env
-from kubetune.devcluster.podstatus import now, running_status, target_labels, terminated_status
+from kubetune.devcluster.containers import (
+    LocalContainer,
+    back_off_message,
+    image_problem,
+    start_container,
+)
+from kubetune.devcluster.podenv import missing_ref_message, resolve_env
+from kubetune.devcluster.podstatus import (
+    container_entry,
+    containers_status,
+    now,
+    target_labels,
+    terminated_status,
+    waiting_status,
+)
 from kubetune.devcluster.processes import free_port
 
 log = logging.getLogger("kubetune.runner")
@@ -51,21 +75,28 @@ log = logging.getLogger("kubetune.runner")
 
 @dataclass
 class LocalPod:
-    """A pod the runner started: its process and the files it writes."""
+    """A pod the runner started: its containers' processes and the files it writes."""
 
     uid: str
     namespace: str
     name: str
-    proc: subprocess.Popen[bytes]
+    containers: list[LocalContainer]
     started_at: str
-    message_file: Path
     log_file: Path
     sd_file: Path | None
-    container: str
     terminating: bool = False
     kill_at: float | None = None
-    fallback_to_logs: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WaitingPod:
+    """A pod whose containers cannot start yet: the reason it shows and when to try again."""
+
+    pod: dict[str, Any]
+    started_at: str
+    reason: str
+    retry_at: float | None
+    """Monotonic time of the next change; None when only a new spec could help."""
 
 
 class Runner:
@@ -79,6 +110,7 @@ class Runner:
         self.sd_dir.mkdir(parents=True, exist_ok=True)
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         self.local: dict[str, LocalPod] = {}
+        self.waiting: dict[str, WaitingPod] = {}
         self.finished: set[str] = set()
         self.lock = threading.RLock()
         self.stopping = threading.Event()
@@ -111,17 +143,20 @@ class Runner:
         with self.lock:
             local = self.local.get(uid)
             if meta.get("deletionTimestamp"):
+                self.waiting.pop(uid, None)
                 if local is None:
                     self._finish_deletion(meta["namespace"], meta["name"], uid)
                 elif not local.terminating:
                     grace = meta.get("deletionGracePeriodSeconds")
                     grace = 30 if grace is None else int(grace)
-                    self._signal(local, signal.SIGTERM)
+                    for c in local.containers:
+                        c.signal(signal.SIGTERM)
                     local.terminating = True
                     local.kill_at = time.monotonic() + grace
                 return
             phase = (pod.get("status") or {}).get("phase", "Pending")
-            if local is not None or uid in self.finished or phase in ("Succeeded", "Failed"):
+            if (local is not None or uid in self.finished or uid in self.waiting
+                    or phase in ("Succeeded", "Failed")):
                 return
             if phase == "Running":
                 # Running before this runner started: its process is gone.
@@ -132,46 +167,45 @@ class Runner:
                 return
             self._start(pod)
 
-    def _start(self, pod: dict[str, Any]) -> None:
+    def _start(self, pod: dict[str, Any], started: str | None = None) -> None:
         meta, spec = pod["metadata"], pod["spec"]
         ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
-        container = spec["containers"][0]
+        started = started or now()
+        for container in spec["containers"]:
+            problem = image_problem(container.get("image", ""))
+            if problem is not None:
+                self._wait(pod, container["name"], problem[0], problem[1], started, retry=False)
+                return
         workdir = self.pods_dir / ns / f"{name}-{uid[:8]}"
         workdir.mkdir(parents=True, exist_ok=True)
-        log_file = contract.pod_log_path(self.state_dir, ns, name)
-        message_file = workdir / "termination-log"
-        try:
-            env = resolve_env(self.api, pod, container)
-        except ApiException as e:
-            self._fail_to_start(pod, f"cannot resolve env: {e.reason}")
-            return
-        ports = container.get("ports") or []
-        metrics_port: int | None = None
-        if any(p.get("name") == "metrics" for p in ports) or contract.ENV_METRICS_PORT in env:
-            metrics_port = free_port()
-            env[contract.ENV_METRICS_PORT] = str(metrics_port)
-        env[contract.ENV_TERMINATION_LOG] = str(message_file)
-        env.setdefault("HOSTNAME", name)
-        argv = [expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
-        if not container.get("command"):
-            self._fail_to_start(pod, "the local runner needs an explicit command: "
-                                     "it cannot read the image's entrypoint")
-            return
-        if argv[0] in ("python", "python3"):
-            argv[0] = sys.executable
-        cwd = container.get("workingDir")
-        if not cwd or not Path(cwd).is_dir():
-            cwd = str(workdir)
-        full_env = {**os.environ, **env}
-        with open(log_file, "ab") as out:
+        envs = []
+        for container in spec["containers"]:
             try:
-                proc = subprocess.Popen(argv, env=full_env, cwd=cwd, stdout=out,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
-            except OSError as e:
-                self._fail_to_start(pod, f"cannot start {argv[0]}: {e.strerror}")
+                envs.append(resolve_env(self.api, pod, container))
+            except ApiException as e:
+                if e.status == 404:
+                    self._wait(pod, container["name"], "CreateContainerConfigError",
+                               missing_ref_message(e), started, retry=True)
+                else:
+                    self._fail_to_start(pod, f"cannot resolve env: {e.reason}")
                 return
-        started = now()
+        log_file = contract.pod_log_path(self.state_dir, ns, name)
+        metrics_port: int | None = None
+        containers: list[LocalContainer] = []
+        for i, (container, env) in enumerate(zip(spec["containers"], envs, strict=True)):
+            ports = container.get("ports") or []
+            if i == 0 and (any(p.get("name") == "metrics" for p in ports)
+                           or contract.ENV_METRICS_PORT in env):
+                metrics_port = free_port()
+                env[contract.ENV_METRICS_PORT] = str(metrics_port)
+            started_container = start_container(container, env, workdir / container["name"],
+                                                log_file, name)
+            if isinstance(started_container, str):
+                for c in containers:
+                    c.signal(signal.SIGKILL)
+                self._fail_to_start(pod, started_container)
+                return
+            containers.append(started_container)
         sd_file = None
         if metrics_port is not None:
             sd_file = self.sd_dir / f"{ns}_{name}_{uid[:8]}.json"
@@ -179,63 +213,110 @@ class Runner:
             tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{metrics_port}"],
                                         "labels": target_labels(pod)}]))
             tmp.rename(sd_file)
-        self.local[uid] = LocalPod(
-            uid=uid, namespace=ns, name=name, proc=proc, started_at=started,
-            message_file=message_file, log_file=log_file, sd_file=sd_file,
-            container=container["name"],
-            fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
-        )
-        log.info("started %s/%s as pid %s", ns, name, proc.pid)
-        self._patch_status(ns, name, running_status(container, proc.pid, started))
+        local = self.local[uid] = LocalPod(uid=uid, namespace=ns, name=name,
+                                           containers=containers, started_at=started,
+                                           log_file=log_file, sd_file=sd_file)
+        log.info("started %s/%s as pids %s", ns, name, [c.proc.pid for c in containers])
+        self._patch_status(ns, name, self._status(local))
+
+    def _wait(self, pod: dict[str, Any], container: str, reason: str, message: str,
+              started: str, *, retry: bool) -> None:
+        meta = pod["metadata"]
+        # A config is tried again in 2s; a failed pull turns into a back-off in 2s.
+        self.waiting[meta["uid"]] = WaitingPod(pod, started, reason, time.monotonic() + 2)
+        log.info("%s/%s waits: %s: %s", meta["namespace"], meta["name"], reason, message)
+        self._patch_status(meta["namespace"], meta["name"],
+                           waiting_status(pod, container, reason, message, started))
+
+    def _retry_waiting(self) -> None:
+        """Pull back-off after a failed pull; another try for a container config."""
+        with self.lock:
+            items = [(u, w) for u, w in self.waiting.items()
+                     if w.retry_at is not None and time.monotonic() >= w.retry_at]
+        for uid, w in items:
+            if w.reason == "ErrImagePull":
+                w.reason, w.retry_at = "ImagePullBackOff", None
+                meta, failing = w.pod["metadata"], next(
+                    c for c in w.pod["spec"]["containers"] if image_problem(c.get("image", "")))
+                self._patch_status(meta["namespace"], meta["name"], waiting_status(
+                    w.pod, failing["name"], w.reason, back_off_message(failing.get("image", "")),
+                    w.started_at))
+            elif w.reason == "CreateContainerConfigError":
+                with self.lock:
+                    if self.waiting.pop(uid, None) is not None:
+                        self._start(w.pod, w.started_at)
+            else:
+                w.retry_at = None
 
     def _fail_to_start(self, pod: dict[str, Any], message: str) -> None:
-        meta = pod["metadata"]
-        container = pod["spec"]["containers"][0]["name"]
+        meta, main = pod["metadata"], pod["spec"]["containers"][0]["name"]
         self.finished.add(meta["uid"])
         self._patch_status(meta["namespace"], meta["name"], terminated_status(
-            None, 128, message, "StartError", container, now()))
+            None, 128, message, "StartError", main, now()))
 
-    def _signal(self, local: LocalPod, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(local.proc.pid, sig)
+    def _status(self, local: LocalPod) -> dict[str, Any]:
+        entries = []
+        for c in local.containers:
+            if c.exit_code is None:
+                state: dict[str, Any] = {"running": {"startedAt": c.started_at}}
+            else:
+                state = {"terminated": {
+                    "exitCode": c.exit_code, "reason": c.reason,
+                    "message": self._message(local, c), "startedAt": c.started_at,
+                    "finishedAt": c.finished_at}}
+            entries.append(container_entry(c.name, c.image, c.proc.pid, state))
+        return containers_status(entries, local.started_at)
 
-    def _message(self, local: LocalPod, code: int) -> str:
+    def _message(self, local: LocalPod, c: LocalContainer) -> str:
         text = ""
         with contextlib.suppress(OSError):
-            text = local.message_file.read_text(errors="replace")
-        if not text and code != 0 and local.fallback_to_logs:
+            text = c.message_file.read_text(errors="replace")
+        if not text and c.exit_code != 0 and c.fallback_to_logs:
             with contextlib.suppress(OSError):
                 text = "\n".join(local.log_file.read_text(errors="replace").splitlines()[-80:])
                 text = text[-2048:]
         return text[:contract.TERMINATION_MESSAGE_LIMIT]
 
     def reap_once(self) -> None:
+        self._retry_waiting()
         with self.lock:
             items = list(self.local.values())
         for local in items:
-            code = local.proc.poll()
-            if code is None:
-                if local.kill_at is not None and time.monotonic() >= local.kill_at:
-                    self._signal(local, signal.SIGKILL)
-                    local.kill_at = None
+            changed = False
+            for c in local.containers:
+                if c.exit_code is not None:
+                    continue
+                c.over_memory()
+                code = c.exited()
+                if code is None:
+                    continue
+                # The container has exited: take its whole group down with it.
+                c.signal(signal.SIGKILL)
+                c.exit_code, c.finished_at = code, now()
+                c.reason = ("Completed" if code == 0 else
+                            "OOMKilled" if c.oom_killed else "Error")
+                log.info("%s/%s container %s exited with %s", local.namespace, local.name,
+                         c.name, code)
+                changed = True
+            if local.kill_at is not None and time.monotonic() >= local.kill_at:
+                for c in local.containers:
+                    c.signal(signal.SIGKILL)
+                local.kill_at = None
+            if not changed:
                 continue
-            # The container has exited: take the whole group down with it, like a container.
-            self._signal(local, signal.SIGKILL)
-            with self.lock:
-                self.local.pop(local.uid, None)
-                self.finished.add(local.uid)
-            if local.sd_file is not None:
-                with contextlib.suppress(OSError):
-                    local.sd_file.unlink()
-            exit_code = code if code >= 0 else 128 - code
-            log.info("%s/%s exited with %s", local.namespace, local.name, exit_code)
-            if local.terminating:
-                self._finish_deletion(local.namespace, local.name, local.uid)
-                continue
-            reason = "Completed" if exit_code == 0 else ("OOMKilled" if exit_code == 137 else "Error")
-            self._patch_status(local.namespace, local.name, terminated_status(
-                local.proc.pid, exit_code, self._message(local, exit_code), reason, local.container,
-                local.started_at))
+            done = all(c.exit_code is not None for c in local.containers)
+            if done:
+                with self.lock:
+                    self.local.pop(local.uid, None)
+                    self.finished.add(local.uid)
+                if local.sd_file is not None:
+                    with contextlib.suppress(OSError):
+                        local.sd_file.unlink()
+                if local.terminating:
+                    self._finish_deletion(local.namespace, local.name, local.uid)
+                    continue
+            if not local.terminating:
+                self._patch_status(local.namespace, local.name, self._status(local))
 
     def reaper(self) -> None:
         while not self.stopping.is_set():
@@ -249,9 +330,11 @@ class Runner:
         with self.lock:
             local = self.local.get(uid)
             self.finished.discard(uid)
+            self.waiting.pop(uid, None)
         if local is not None:
             local.terminating = True
-            self._signal(local, signal.SIGKILL)
+            for c in local.containers:
+                c.signal(signal.SIGKILL)
 
     def run(self) -> None:
         threading.Thread(target=self.reaper, name="reaper", daemon=True).start()
@@ -290,7 +373,8 @@ class Runner:
         self.stopping.set()
         with self.lock:
             for local in self.local.values():
-                self._signal(local, signal.SIGKILL)
+                for c in local.containers:
+                    c.signal(signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -312,3 +396,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -1,6 +1,13 @@
-"""The sorted multiset each rung keeps of its values, for cutoffs and medians."""
+"""The sorted multiset each rung keeps of its values, for cutoffs and medians.
+
+Non-finite observations are kept as -inf (the worst value in maximise space), so
+they sort first and `non_finite()` counts them in O(log n): a cutoff or median
+is taken over the values after them.
+"""
 
 from __future__ import annotations
+
+import math
 
 from sortedcontainers import SortedList
 
@@ -23,6 +30,10 @@ class OrderStatistics:
     def remove(self, value: float) -> None:
         """Remove one occurrence of `value`; ValueError if there is none."""
         self._items.remove(value)
+
+    def non_finite(self) -> int:
+        """How many values are -inf (non-finite observations); they are the smallest."""
+        return int(self._items.bisect_right(-math.inf))
 
     def kth(self, k: int) -> float:
         """The k-th smallest value, 0-based."""

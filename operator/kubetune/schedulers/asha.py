@@ -14,9 +14,11 @@ reproduced bit for bit in `_linear_percentile`; the same strict `<` in
 maximise space. Two cases are handled differently on purpose:
 
 1. NaN or +-inf is the worst value. It is recorded (as None) and stops the
-   trial at the first rung it reaches, even as the first trial there, and it
-   counts as -inf in other trials' cutoffs. Ray never stops a NaN trial, and
-   ranks +inf (max mode) as the best.
+   trial at the first rung it reaches, even as the first trial there. It
+   takes no part in other trials' cutoffs: a rung's cutoff is the quantile of
+   its finite values only (as Ray's nanpercentile leaves NaN out), so one
+   diverged trial can neither drag a cutoff to -inf nor let a bad trial
+   through. Ray never stops a NaN trial, and ranks +inf (max mode) as the best.
 2. A report that skips milestones (Prometheus scrapes) fills every rung it
    passed in ascending order with the first value observed at or past it,
    and stops at the first rung that says stop. Ray records it at the highest
@@ -332,27 +334,27 @@ def _bracket_for_id(trial: str, weights: Sequence[int]) -> int:
 
 
 def _cutoff(rung: OrderStatistics, quantile: float) -> float | None:
-    """The rung's cutoff in maximise space, None while the rung is empty."""
-    n = len(rung)
+    """The rung's cutoff in maximise space: the quantile of its finite values.
+
+    None while the rung holds no finite value. Non-finite values (kept as -inf,
+    so they sort first) are skipped, never interpolated.
+    """
+    skip = rung.non_finite()
+    n = len(rung) - skip
     if n == 0:
         return None
-    return _linear_percentile(rung, n, quantile)
+    return _linear_percentile(rung, skip, n, quantile)
 
 
-def _linear_percentile(values: OrderStatistics, n: int, quantile: float) -> float:
-    """numpy's quantile(method="linear") on sorted values, bit for bit.
-
-    -inf entries (non-finite values) give -inf wherever they are interpolated,
-    where numpy would produce NaN from inf - inf.
-    """
+def _linear_percentile(values: OrderStatistics, skip: int, n: int, quantile: float) -> float:
+    """numpy's quantile(method="linear") on the n sorted values after the first `skip`, bit
+    for bit."""
     virtual = (n - 1) * quantile
     if virtual >= n - 1:
-        return values.kth(n - 1)
+        return values.kth(skip + n - 1)
     lower = math.floor(virtual)
-    a = values.kth(lower)
-    if a == -math.inf:
-        return a
-    return _lerp(a, values.kth(lower + 1), virtual - lower)
+    a = values.kth(skip + lower)
+    return _lerp(a, values.kth(skip + lower + 1), virtual - lower)
 
 
 def _lerp(a: float, b: float, t: float) -> float:

@@ -20,8 +20,9 @@ them. With a report at every step the decisions are Ray's. Differences:
 - The final result given to on_complete is recorded once; Ray appends it to the
   history again, counting the last value twice in that trial's running mean.
 - NaN and +-inf are the worst value: a trial reporting one at a judged step
-  stops, and such values pull running means to the worst end instead of being
-  dropped from the median, as Ray drops them.
+  stops (Ray never stops it). A running mean such a value made non-finite
+  takes no part in the median, and min_samples_required counts only finite
+  running means, so a diverged trial never drags the median to -inf.
 - Running means are summed in step order; Ray's numpy mean sums pairwise, so
   the two can differ in the last bits.
 """
@@ -135,7 +136,8 @@ class MedianStoppingRule(TrialScheduler):
     def rung_table(self) -> list[RungSummary]:
         table = []
         for milestone, means in enumerate(self._means, start=self.grace_period):
-            median = _median(means) if len(means) >= self.min_samples_required else None
+            finite = len(means) - means.non_finite()
+            median = _median(means) if finite >= self.min_samples_required else None
             table.append(
                 RungSummary(
                     milestone=milestone,
@@ -163,7 +165,7 @@ class MedianStoppingRule(TrialScheduler):
         decision = Decision.CONTINUE
         if judge and milestone >= self.grace_period:
             others = self._means[milestone - self.grace_period]
-            if len(others) >= self.min_samples_required:
+            if len(others) - others.non_finite() >= self.min_samples_required:
                 median = _median(others)
             if not finite or (median is not None and _is_below_median(best, median)):
                 decision = Decision.STOP
@@ -234,9 +236,13 @@ def _is_below_median(best: float, median: float) -> bool:
 
 
 def _median(values: OrderStatistics) -> float:
-    """numpy's median: the middle value, or the mean of the two middle values."""
-    n = len(values)
-    half = n // 2
+    """numpy's median of the finite values: the middle one, or the mean of the two middle ones.
+
+    Non-finite running means (kept as -inf, so they sort first) are skipped.
+    """
+    skip = values.non_finite()
+    n = len(values) - skip
+    half = skip + n // 2
     if n % 2:
         return values.kth(half)
     return (values.kth(half - 1) + values.kth(half)) / 2

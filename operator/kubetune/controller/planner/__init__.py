@@ -11,7 +11,8 @@ moment takes the same decisions: nothing here lives between ticks.
 
 Part of the operator pod, and pure: no kopf, no kubernetes client, no clock.
 views.py is what comes in, actions.py what goes out, trial.py one trial's
-state machine, status.py the experiment's status from the api models, and
+state machine, pods.py what a pod's state means (a failure, a disruption, a
+wait, a warning), status.py the experiment's status from the api models, and
 plan.py the tick that ties them together.
 """
 

@@ -68,6 +68,11 @@ class Plan:
         status = self.trial_status[name] = TuneTrialStatus(**fields)
         return status
 
+    @property
+    def deleting(self) -> set[str]:
+        """The pods this plan deletes."""
+        return {name for name, _ in self.delete_pods}
+
     def event(self, kind: Literal["TuneExperiment", "TuneTrial"], name: str,
               type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         """Post an Event once the tick's writes are done."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from kubetune.api import ExperimentPhase, TrialState, TuneExperimentSpec
+from kubetune.api import ExperimentPhase, TrialState, TuneExperimentSpec, TuneExperimentStatus
 from kubetune.controller.planner.actions import NewPod, NewTrial, Plan
+from kubetune.controller.planner.pods import became_true
 from kubetune.controller.planner.status import (
     FINISHED_PHASES,
     best_trial,
+    condition,
     experiment_phase,
     experiment_status,
 )
@@ -70,21 +72,29 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
             retries.append(retry)
 
     states = machine.states
+    total = sampler.total_trials
+    recreated = _recreate_deleted(exp, ordered_trials, pods_of, sampler, scheduler, plan, total)
+    for new_pod in recreated:
+        states[new_pod.trial] = TrialState.PENDING.value
+        unfinished += sum(1 for p in pods_of.get(new_pod.trial, []) if not p.finished)
+        if not pods_of.get(new_pod.trial):
+            retries.append(new_pod)
     failed = sum(1 for s in states.values() if s == TrialState.FAILED.value)
     too_many_failed = spec.max_failed_trials > 0 and failed >= spec.max_failed_trials
-    created = len(ordered_trials)
-    total = sampler.total_trials
-    if not too_many_failed:
+    created = len(ordered_trials) + len(recreated)
+    fatal = _start_failure_fatal(machine, ordered_trials)
+    if not too_many_failed and fatal is None:
         for retry in retries:
             if unfinished >= spec.max_concurrent_trials:
                 break
             plan.new_pods.append(retry)
             unfinished += 1
         next_index = max((t.index for t in ordered_trials), default=-1) + 1
+        next_index = max([next_index, *(p.index + 1 for p in recreated)])
         while unfinished < spec.max_concurrent_trials and next_index < total:
             params = sampler.config(next_index)
             plan.new_trials.append(NewTrial(next_index, params))
-            name = f"{exp.name}-{next_index}"
+            name = trial_name(exp.name, next_index)
             plan.new_pods.append(NewPod(name, next_index, 1, params, scheduler.milestones(name)))
             states[name] = TrialState.PENDING.value
             plan.event("TuneTrial", name, "Normal", "TrialCreated",
@@ -95,10 +105,14 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
 
     best = best_trial(spec, ordered_trials, states, plan.trial_status)
     phase, message = experiment_phase(spec, states, total, created, failed, too_many_failed, best)
-    plan.experiment_status = experiment_status(
+    reason = None
+    if fatal is not None:
+        phase, message, reason = ExperimentPhase.FAILED, fatal, "TrialsCannotStart"
+    status = plan.experiment_status = experiment_status(
         generation=exp.generation, previous=exp.status, phase=phase, message=message,
         states=states, total=total, created=created, best=best, scheduler=scheduler,
-        metrics_error=metrics_error, now=now)
+        metrics_error=metrics_error, now=now, reason=reason)
+    _add_pod_health(plan, status, machine, exp, now)
     if phase in FINISHED_PHASES and exp.status.get("phase") != phase.value:
         plan.event("TuneExperiment", exp.name,
                    "Normal" if phase is ExperimentPhase.SUCCEEDED else "Warning",
@@ -120,3 +134,68 @@ def _stop_live_trials(plan: Plan, trials: Sequence[TrialView], pods_of: Mapping[
         for p in pods_of.get(t.name, []):
             if not p.finished and not p.deleting:
                 plan.delete_pods.append((p.name, spec.prune_grace_period_seconds))
+
+
+def trial_name(experiment: str, index: int) -> str:
+    """The TuneTrial of an experiment's trial `index` (manifests.trial_name says the same)."""
+    return f"{experiment}-{index}"
+
+
+def _recreate_deleted(exp: ExperimentView, trials: Sequence[TrialView],
+                      pods_of: Mapping[str, list[PodView]], sampler: BasicVariantSampler,
+                      scheduler: TrialScheduler, plan: Plan, total: int) -> list[NewPod]:
+    """TuneTrials deleted by hand come back with the same index and config, to run again.
+
+    A trial is missing when its index is below the highest one that exists, or below the
+    count the stored status says was created. Other trials' rung records are untouched, so
+    decisions already taken stand; the rerun resumes from the trial's checkpoint, and its
+    first pod waits until the deleted trial's pods are gone. Returns each one's first pod.
+    """
+    present = {t.index for t in trials}
+    stored = int((exp.status.get("trials") or {}).get("created") or 0)
+    expected = min(max(max(present, default=-1) + 1, stored), total)
+    out = []
+    for index in range(expected):
+        if index in present:
+            continue
+        name = trial_name(exp.name, index)
+        params = sampler.config(index)
+        plan.new_trials.append(NewTrial(index, params))
+        for p in pods_of.get(name, []):
+            if not p.deleting:
+                plan.delete_pods.append((p.name, 0 if p.finished else
+                                         exp.spec.prune_grace_period_seconds))
+        plan.event("TuneExperiment", exp.name, "Warning", "TrialRecreated",
+                   f"TuneTrial {name} was deleted; it is created again with the same config "
+                   f"(index {index}) and runs again, resuming from its checkpoint")
+        out.append(NewPod(name, index, 1, params, scheduler.milestones(name)))
+    return out
+
+
+def _start_failure_fatal(machine: TrialMachine, trials: Sequence[TrialView]) -> str | None:
+    """The experiment's failure message when pods cannot start and no trial ever ran."""
+    if not machine.start_failures:
+        return None
+    if machine.ran or any(t.status.get("startTime") for t in trials):
+        return None
+    return (f"trial pods cannot start: {machine.start_failures[0]}; every trial started so far "
+            "failed this way. Fix spec.trialTemplate (the image name, its registry credentials, "
+            "or the ConfigMaps and Secrets its containers reference) and create the experiment "
+            "again")
+
+
+def _add_pod_health(plan: Plan, status: TuneExperimentStatus, machine: TrialMachine,
+                    exp: ExperimentView, now: str) -> None:
+    """The pods' conditions (TrialsUnschedulable, TrialsReporting) and the disruption count."""
+    previous = list(exp.status.get("conditions") or [])
+    health = machine.health.conditions(
+        exp.spec.trial_report_timeout_seconds, now, previous,
+        lambda ctype, ok, reason, message, at, before: condition(
+            ctype, ok, reason, message, at, before, generation=exp.generation))
+    status.conditions = [*(status.conditions or []), *health]
+    if status.trials is not None:
+        status.trials.disruptions = sum(machine.disruptions.values())
+    stuck = became_true("TrialsUnschedulable", health, previous)
+    if stuck is not None:
+        plan.event("TuneExperiment", exp.name, "Warning", "TrialsUnschedulable",
+                   stuck.message or "")
