@@ -4,7 +4,9 @@ Config keys: quality (the curve's ceiling), steps, sleep (seconds per step),
 fail_attempts (attempts that exit 3 before reporting anything), nan_from (a step
 from which the metric is NaN), loss_inf_from (a step from which the side metric
 `loss` is +inf), silent_seconds (a wait before the first report), allocate_mb
-(memory held from the start, to meet a memory limit).
+(memory held from the start, to meet a memory limit), garbage_message (finish, so
+that Prometheus has the final report, then overwrite the termination message with
+text that does not parse).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ def main() -> None:
         trial.report(step=step, accuracy=value, loss=loss)
         with trial.save_checkpoint(step=step):
             pass
+    if cfg.get("garbage_message"):
+        trial.finish()
+        with open(os.environ["KUBETUNE_TERMINATION_LOG"], "w", encoding="utf-8") as log:
+            log.write("{not a termination message")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,19 @@ stay cheap), creates are idempotent (409 means a previous tick or a previous
 operator process already made it), every write is counted so the API cost
 per trial can be measured, and statuses are written only as the api models'
 merge patches, so what is written is what the CRD schema allows.
+
+Bodies go out as plain dicts and answers come back unparsed (`_preload_content=False`),
+so the client's models never judge what only the apiserver can. A refusal is raised as ApiCallError, which says which call it was and
+carries the apiserver's own message; failures.py decides what it means for the
+experiment. Every call has a timeout, so a hung apiserver fails a tick instead of
+holding a worker thread forever.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -27,6 +34,54 @@ from kubetune.api import (
 )
 from kubetune.contract import EXPERIMENT_LABEL
 
+MESSAGE_LIMIT = 2000
+"""The characters of an apiserver message kept: enough for every field it names."""
+
+
+class ApiCallError(Exception):
+    """The apiserver refused a call (or answered an error): which call, and what it said."""
+
+    def __init__(self, verb: str, resource: str, name: str, status: int, reason: str,
+                 message: str) -> None:
+        super().__init__(f"{verb} {resource} {name}: {status} {reason}: {message}")
+        self.verb = verb
+        """create, dry-run create, list, get, patch or delete."""
+        self.resource = resource
+        """The resource as RBAC names it: pods, tunetrials, tuneexperiments/status, ..."""
+        self.name = name
+        """The object's name (the label selector for a list)."""
+        self.status = status
+        """The HTTP status; 0 when the apiserver gave none."""
+        self.reason = reason
+        """The apiserver's StatusReason (Forbidden, Invalid, ...) or the HTTP reason phrase."""
+        self.message = message
+        """The apiserver's message, as it would reach the user."""
+
+    @classmethod
+    def from_api(cls, e: ApiException, verb: str, resource: str, name: str) -> ApiCallError:
+        """The ApiCallError of the client's ApiException `e` on this call."""
+        reason, message = str(e.reason or ""), str(e.reason or "")
+        try:
+            body = json.loads(e.body or "")
+        except (TypeError, ValueError):
+            body = None
+        if isinstance(body, Mapping):
+            reason = str(body.get("reason") or reason)
+            message = str(body.get("message") or message)
+        elif isinstance(e.body, str) and e.body.strip():
+            message = e.body.strip()
+        if len(message) > MESSAGE_LIMIT:  # a refused value may be echoed back whole
+            message = message[:MESSAGE_LIMIT] + "..."
+        return cls(verb, resource, name, int(e.status or 0), reason, message)
+
+
+@contextmanager
+def _call(verb: str, resource: str, name: str) -> Iterator[None]:
+    try:
+        yield
+    except ApiException as e:
+        raise ApiCallError.from_api(e, verb, resource, name) from e
+
 
 @dataclass
 class Gateway:
@@ -35,6 +90,8 @@ class Gateway:
     api: client.ApiClient
     count_write: Callable[[str, str], None] = lambda verb, resource: None
     """Called with (verb, resource) before each write, for the operator's own metrics."""
+    timeout: float = 30.0
+    """Seconds one call may take before it fails (a transient error, retried)."""
     core: client.CoreV1Api = field(init=False)
     custom: client.CustomObjectsApi = field(init=False)
 
@@ -45,64 +102,115 @@ class Gateway:
     # -- reads -------------------------------------------------------------------------
     def list_trials(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
         """The experiment's TuneTrials (by its label), as raw JSON."""
-        resp = self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, TRIAL_PLURAL,
-            label_selector=f"{EXPERIMENT_LABEL}={experiment}", _preload_content=False)
+        selector = f"{EXPERIMENT_LABEL}={experiment}"
+        with _call("list", TRIAL_PLURAL, selector):
+            resp = self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, TRIAL_PLURAL, label_selector=selector,
+                _preload_content=False, _request_timeout=self.timeout)
         return list(json.loads(cast(Any, resp).data)["items"])
 
     def list_pods(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
         """The experiment's trial Pods (by its label), as raw JSON."""
-        resp = self.core.list_namespaced_pod(
-            namespace, label_selector=f"{EXPERIMENT_LABEL}={experiment}", _preload_content=False)
+        selector = f"{EXPERIMENT_LABEL}={experiment}"
+        with _call("list", "pods", selector):
+            resp = self.core.list_namespaced_pod(
+                namespace, label_selector=selector, _preload_content=False,
+                _request_timeout=self.timeout)
         return list(json.loads(cast(Any, resp).data)["items"])
+
+    def get_trial(self, namespace: str, name: str) -> dict[str, Any]:
+        """Read one TuneTrial, as raw JSON."""
+        with _call("get", TRIAL_PLURAL, name):
+            resp = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, TRIAL_PLURAL, name, _preload_content=False,
+                _request_timeout=self.timeout)
+        return cast(dict[str, Any], json.loads(cast(Any, resp).data))
 
     # -- writes ------------------------------------------------------------------------
     def create_trial(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create a TuneTrial, or return the one that already exists under its name."""
         meta = body["metadata"]
+        self.count_write("create", TRIAL_PLURAL)
         try:
-            self.count_write("create", "tunetrials")
-            return cast(dict[str, Any], self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, meta["namespace"], TRIAL_PLURAL, dict(body)))
-        except ApiException as e:
+            with _call("create", TRIAL_PLURAL, meta["name"]):
+                resp = self.custom.create_namespaced_custom_object(
+                    GROUP, VERSION, meta["namespace"], TRIAL_PLURAL, dict(body),
+                    _preload_content=False, _request_timeout=self.timeout)
+        except ApiCallError as e:
             if e.status != 409:
                 raise
-            return cast(dict[str, Any], self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, meta["namespace"], TRIAL_PLURAL, meta["name"]))
-
-    def get_trial(self, namespace: str, name: str) -> dict[str, Any]:
-        """Read one TuneTrial, as raw JSON."""
-        return cast(dict[str, Any], self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, TRIAL_PLURAL, name))
+            return self.get_trial(meta["namespace"], meta["name"])
+        return cast(dict[str, Any], json.loads(cast(Any, resp).data))
 
     def create_pod(self, body: Mapping[str, Any]) -> None:
         """Create a Pod; one that already exists under its name is left as it is."""
         meta = body["metadata"]
+        self.count_write("create", "pods")
         try:
-            self.count_write("create", "pods")
-            self.core.create_namespaced_pod(meta["namespace"], cast(Any, body))
-        except ApiException as e:
+            with _call("create", "pods", meta["name"]):
+                self._post_pod(body, [])
+        except ApiCallError as e:
             if e.status != 409:
                 raise
 
-    def patch_trial_status(self, namespace: str, name: str, status: TuneTrialStatus) -> None:
-        """Merge-patch a TuneTrial's status with the fields set on `status`."""
+    def dry_run_pod(self, body: Mapping[str, Any]) -> None:
+        """Have the apiserver validate and admit a Pod without creating it.
+
+        Strict field validation: an unknown field (a typo such as `resorces`) is refused
+        with its path, as `kubectl apply --validate=strict` would for a Pod. Not a write.
+        """
+        with _call("dry-run create", "pods", body["metadata"]["name"]):
+            self._post_pod(body, [("dryRun", "All"), ("fieldValidation", "Strict")])
+
+    def _post_pod(self, body: Mapping[str, Any], query: list[tuple[str, str]]) -> None:
+        # Not CoreV1Api.create_namespaced_pod: client 37 first validates the body as a V1Pod
+        # and raises on a field it does not know, before the apiserver could name it.
+        request = self.api.param_serialize(
+            method="POST", resource_path="/api/v1/namespaces/{namespace}/pods",
+            path_params={"namespace": body["metadata"]["namespace"]}, query_params=query,
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            body=dict(body), auth_settings=["BearerToken"])
+        response = self.api.call_api(*request, _request_timeout=self.timeout)
+        response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+
+    def patch_trial_status(self, namespace: str, name: str, status: TuneTrialStatus) -> bool:
+        """Merge-patch a TuneTrial's status with the fields set on `status`.
+
+        Returns False when the trial is gone (deleted since it was listed).
+        """
         self.count_write("patch", "tunetrials/status")
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, TRIAL_PLURAL, name, {"status": status.merge_patch()})
+        try:
+            with _call("patch", "tunetrials/status", name):
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, TRIAL_PLURAL, name,
+                    {"status": status.merge_patch()}, _preload_content=False,
+                    _request_timeout=self.timeout)
+        except ApiCallError as e:
+            if e.status != 404:
+                raise
+            return False
+        return True
 
     def patch_experiment_status(self, namespace: str, name: str,
                                 status: TuneExperimentStatus) -> None:
         """Merge-patch a TuneExperiment's status with the fields set on `status`."""
         self.count_write("patch", "tuneexperiments/status")
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, EXPERIMENT_PLURAL, name, {"status": status.merge_patch()})
+        with _call("patch", "tuneexperiments/status", name):
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, EXPERIMENT_PLURAL, name,
+                {"status": status.merge_patch()}, _preload_content=False,
+                _request_timeout=self.timeout)
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None:
         """Delete a Pod with this grace period; one already gone is not an error."""
+        self.count_write("delete", "pods")
         try:
-            self.count_write("delete", "pods")
-            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
-        except ApiException as e:
+            with _call("delete", "pods", name):
+                self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds,
+                                                _preload_content=False,
+                                                _request_timeout=self.timeout)
+        except ApiCallError as e:
             if e.status != 404:
                 raise

@@ -16,10 +16,11 @@ from prometheus_client import start_http_server
 
 from kubetune import contract
 from kubetune.api import EXPERIMENT_PLURAL, GROUP, VERSION
+from kubetune.controller.failures import ErrorHistory
 from kubetune.controller.gateway import Gateway
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.prometheus import PrometheusSource
-from kubetune.controller.reconcile import OperatorContext, tick
+from kubetune.controller.reconcile import OperatorContext, reconcile_once
 from kubetune.controller.settings import OperatorSettings
 
 
@@ -51,18 +52,25 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     @kopf.timer(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry, id="reconcile",
                 interval=ours.tick_seconds, initial_delay=0, backoff=ours.retry_seconds)
     def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+        # kopf gives each object its own shallow copy of the memo: the history is this one's.
         ctx: OperatorContext = memo.kubetune
+        if "errors" not in memo:
+            memo.errors = ErrorHistory()
         started = time.monotonic()
         try:
-            tick(ctx, body, logger)
+            reconcile_once(ctx, body, memo.errors, logger)
         finally:
             ctx.metrics.reconcile.observe(time.monotonic() - started)
             ctx.metrics.ticks.inc()
 
     @kopf.on.delete(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry, id="forget",
                     optional=True)
-    def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        memo.kubetune.metrics.set_experiment(body["metadata"]["uid"], None, None)
+    def forget(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+        # Never raises: a deletion must go through whatever state the experiment is in.
+        try:
+            memo.kubetune.metrics.set_experiment(body["metadata"]["uid"], None, None)
+        except Exception as e:
+            logger.warning("forgetting the experiment's metrics failed: %s", e)
 
 
 def _configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -70,10 +78,14 @@ def _configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.persistence.finalizer = contract.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=contract.ANNOTATIONS_PREFIX)
+    # No handler reacts to changes (the timer reads the whole object), so kopf's diff base
+    # is kept empty: a copy of a large spec in an annotation (limited to 256 KiB in all)
+    # would make every kopf patch fail, the finalizer's removal included.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=contract.ANNOTATIONS_PREFIX)
-    # Timer successes would otherwise become one Kubernetes Event per tick.
-    settings.posting.level = logging.WARNING
+        prefix=contract.ANNOTATIONS_PREFIX, ignored_fields=["spec", "metadata"])
+    # Every Event is posted explicitly (failures rate-limited, reconcile.py): kopf's own
+    # log lines (a success or a retry per tick) never become Events.
+    settings.posting.level = logging.CRITICAL
     # Reconnect watches well before proxies and load balancers drop idle streams
     # (https://kopf.readthedocs.io/en/stable/configuration/#networking-timeouts).
     settings.watching.server_timeout = 120

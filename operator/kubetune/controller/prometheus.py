@@ -5,13 +5,21 @@ experiment, whatever the number of trials: the selector matches the
 `namespace` and `experiment` target labels, which come from the pod (scrape
 relabelling or the local runner), never from what the trial exports.
 A failed query raises MetricsUnavailable: the caller takes no decision from it.
+
+A pod that has finished is no longer scraped, and Prometheus marks its series
+stale at once, so a plain instant query loses a trial's last report right when
+it is needed. For the finished pods whose trial's result is not recorded yet,
+the same query adds `last_over_time` of their own series (by the `pod` target
+label), which reads past the staleness marker: the results come from
+Prometheus whatever the termination message says.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +28,7 @@ import requests
 from kubetune import contract
 from kubetune.controller.planner import TrialMetrics
 
-SERIES = ("step", "metric", "rung_value", "rung_step", "finished")
+SERIES = ("step", "metric", "rung_value", "rung_step", "finished", "last_report_timestamp_seconds")
 
 
 class MetricsUnavailable(RuntimeError):
@@ -37,11 +45,37 @@ class MetricsSnapshot:
     """The query's latency."""
 
 
-def experiment_selector(namespace: str, experiment: str) -> str:
-    """The PromQL selector of every kubetune series of one experiment."""
+FINISHED_LOOKBACK = "1h"
+"""How far back a finished pod's last report is looked for: an operator down for less
+than this still finds it."""
+
+_POD_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+
+
+def experiment_selector(namespace: str, experiment: str, pods: Sequence[str] = ()) -> str:
+    """The PromQL selector of every kubetune series of one experiment (of these pods only)."""
     names = "|".join(SERIES)
+    only = f',pod=~"{_alternatives(pods)}"' if pods else ""
     return (f'{{__name__=~"kubetune_trial_({names})",'
-            f'namespace="{namespace}",experiment="{experiment}"}}')
+            f'namespace="{namespace}",experiment="{experiment}"{only}}}')
+
+
+def _alternatives(pods: Sequence[str]) -> str:
+    for pod in pods:
+        if not _POD_NAME.match(pod):  # never: the apiserver checked it; nothing to escape
+            raise ValueError(f"not a pod name: {pod!r}")
+    # A literal dot is \. in the regex, and a backslash is doubled in a PromQL string.
+    return "|".join(pod.replace(".", "\\\\.") for pod in sorted(set(pods)))
+
+
+def experiment_query(namespace: str, experiment: str, finished_pods: Sequence[str] = ()) -> str:
+    """The one instant query of a tick: the live series, and the last report of each
+    finished pod in `finished_pods` (whose series are stale)."""
+    live = experiment_selector(namespace, experiment)
+    if not finished_pods:
+        return live
+    last = experiment_selector(namespace, experiment, finished_pods)
+    return f"{live} or last_over_time({last}[{FINISHED_LOOKBACK}])"
 
 
 def _number(text: str) -> float:
@@ -67,6 +101,8 @@ def parse_snapshot(result: list[Mapping[str, Any]], objective: str) -> dict[str,
             t.metrics[labels["metric"]] = value
         elif name == contract.METRIC_FINISHED:
             t.finished = value >= 1
+        elif name == contract.METRIC_LAST_REPORT and math.isfinite(value):
+            t.last_report = max(value, t.last_report or value)
         elif name == contract.METRIC_RUNG_VALUE and labels.get("metric") == objective:
             rung_values.setdefault(trial, {})[int(labels["milestone"])] = value
         elif name == contract.METRIC_RUNG_STEP and math.isfinite(value):
@@ -89,9 +125,11 @@ class PrometheusSource:
     session: requests.Session = field(default_factory=requests.Session)
 
     def snapshot(self, namespace: str, experiment: str, objective: str,
-                 url: str | None = None) -> MetricsSnapshot:
+                 url: str | None = None, finished_pods: Sequence[str] = ()) -> MetricsSnapshot:
         """Read every trial of one experiment in one query; `url` overrides the default server.
 
+        `finished_pods` are the finished pods whose trial's result is not recorded yet: their
+        last report is read although Prometheus no longer scrapes them.
         Raises MetricsUnavailable when Prometheus cannot be reached or answers an error.
         """
         base = (url or self.url).rstrip("/")
@@ -99,7 +137,7 @@ class PrometheusSource:
         ok = False
         try:
             response = self.session.get(
-                f"{base}/api/v1/query", params={"query": experiment_selector(namespace, experiment)},
+                f"{base}/api/v1/query", params={"query": experiment_query(namespace, experiment, finished_pods)},
                 timeout=self.timeout)
             body = response.json()
             if response.status_code != 200 or body.get("status") != "success":

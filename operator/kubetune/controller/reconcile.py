@@ -5,11 +5,17 @@ Prometheus snapshot, asks the pure planner what to do, and applies it. Trial
 decisions are written before pods are deleted or created, so a crash between
 two writes is repaired by the next tick, by this process or a new one.
 Statuses go out as the api models' merge patches (`StatusModel.merge_patch`).
+
+`reconcile_once` is the one failure path of a tick: whatever it raises lands on
+its experiment (failures.py decides how). A permanent failure ends the experiment
+Failed with the message and stops its trials; a transient one is retried with
+backoff (kopf.TemporaryError) and shown as a ReconcileError condition and an
+Event, at most once a minute while it stays the same.
 """
 
 from __future__ import annotations
 
-import json
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,24 +23,30 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from kubetune.api import (
     GROUP,
     VERSION,
-    Condition,
-    ConditionStatus,
-    ExperimentPhase,
     SpecError,
+    TrialState,
     TuneExperimentSpec,
     TuneExperimentStatus,
+    TuneTrialStatus,
     validate_experiment_spec,
 )
 from kubetune.contract import EXPERIMENT_TERMINAL_PHASES as TERMINAL_PHASES
 from kubetune.controller import manifests
-from kubetune.controller.gateway import Gateway
+from kubetune.controller.failures import (
+    ErrorHistory,
+    Failure,
+    classify,
+    failed_status,
+    retrying_status,
+)
+from kubetune.controller.gateway import ApiCallError, Gateway
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.planner import ExperimentView, Plan, PodView, TrialView, plan_tick
+from kubetune.controller.planner.trial import TERMINAL
 from kubetune.controller.prometheus import MetricsUnavailable, PrometheusSource
 from kubetune.controller.settings import OperatorSettings
 from kubetune.search import BasicVariantSampler
@@ -57,6 +69,90 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def reconcile_once(ctx: OperatorContext, body: kopf.Body, history: ErrorHistory,
+                   logger: kopf.Logger) -> None:
+    """One tick of one experiment, every error of which lands on that experiment.
+
+    Raises kopf.TemporaryError (with the backoff's delay) after a transient error only.
+    """
+    generation = int(body["metadata"].get("generation", 1))
+    if history.failed_generation == generation:
+        return  # failed for good, though its Failed status could not be written
+    try:
+        tick(ctx, body, logger)
+    except Exception as e:  # the one failure path: every error is classified
+        failure = classify(e)
+        ctx.metrics.reconcile_errors.labels(failure.reason).inc()
+        if failure.permanent:
+            _fail(ctx, body, failure, history, logger)
+            return
+        delay, report = history.failed(failure, time.monotonic(), ctx.settings.retry_seconds,
+                                       ctx.settings.max_retry_seconds)
+        if report:
+            _report_transient(ctx, body, failure, delay, e, logger)
+        raise kopf.TemporaryError(failure.message, delay=delay) from e
+    history.succeeded()
+
+
+def _fail(ctx: OperatorContext, body: kopf.Body, failure: Failure, history: ErrorHistory,
+          logger: kopf.Logger) -> None:
+    """End the experiment Failed with the message: status, one Event, its trials stopped."""
+    meta = body["metadata"]
+    generation = int(meta.get("generation", 1))
+    if history.first_report(failure, time.monotonic()):
+        kopf.event(body, type="Warning", reason=failure.reason, message=failure.message)
+        logger.warning("experiment failed: %s", failure.message)
+    try:
+        ctx.gateway.patch_experiment_status(meta["namespace"], meta["name"], failed_status(
+            failure, generation, body.get("status") or {}, now()))
+    except Exception as e:  # the experiment must not loop on its own failure
+        written = classify(e)
+        if not written.permanent:  # the next tick meets the same failure and writes it again
+            raise kopf.TemporaryError(f"{failure.message}; writing the Failed status: "
+                                      f"{written.message}", delay=ctx.settings.retry_seconds) from e
+        logger.warning("the Failed status cannot be written (%s); the Event says why",
+                       written.message)
+    history.failed_generation = generation
+    ctx.metrics.set_experiment(meta["uid"], "Failed", Counter())
+    _stop_trials(ctx.gateway, body, failure.message, logger)
+
+
+def _stop_trials(gw: Gateway, body: kopf.Body, message: str, logger: kopf.Logger) -> None:
+    """Best effort: fail the unfinished trials and delete their pods (the next tick will not)."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    try:
+        grace = int((body.get("spec") or {}).get("pruneGracePeriodSeconds", 30))
+        for trial in gw.list_trials(namespace, name):
+            if TrialView.from_body(trial).state not in TERMINAL:
+                gw.patch_trial_status(namespace, trial["metadata"]["name"], TuneTrialStatus(
+                    state=TrialState.FAILED, reason="ExperimentFailed",
+                    message=f"stopped because the experiment failed: {message}",
+                    completion_time=now()))
+        for pod in gw.list_pods(namespace, name):
+            view = PodView.from_body(pod)
+            if not view.finished and not view.deleting:
+                gw.delete_pod(namespace, view.name, grace)
+    except Exception as e:  # the experiment has failed already; its pods are owned
+        logger.warning("could not stop every trial of the failed experiment: %s", e)
+
+
+def _report_transient(ctx: OperatorContext, body: kopf.Body, failure: Failure, delay: float,
+                      error: Exception, logger: kopf.Logger) -> None:
+    meta = body["metadata"]
+    if failure.reason == "InternalError":
+        logger.error("reconcile failed: %s", failure.message, exc_info=error)  # once, with traceback
+    else:
+        logger.warning("reconcile failed, retrying in %.0fs: %s", delay, failure.message)
+    kopf.event(body, type="Warning", reason="ReconcileError",
+               message=f"{failure.reason}: {failure.message}; retrying")
+    try:
+        ctx.gateway.patch_experiment_status(meta["namespace"], meta["name"], retrying_status(
+            failure, delay, int(meta.get("generation", 1)), body.get("status") or {}, now()))
+    except Exception as e:  # the Event already says it; the tick is retried
+        logger.warning("could not write the ReconcileError condition: %s", e)
+
+
 def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
     """Reconcile one experiment once; an experiment that ended stays as it is."""
     meta, status = body["metadata"], dict(body.get("status") or {})
@@ -65,39 +161,52 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
         ctx.metrics.set_experiment(meta["uid"], status["phase"], Counter())
         return
     gw = ctx.gateway
-    try:
-        spec = validate_experiment_spec(dict(body.get("spec") or {}))
-        _check_template(spec)
-    except SpecError as e:
-        _fail_invalid(ctx, body, e, logger)
-        return
-
+    spec = validate_experiment_spec(dict(body.get("spec") or {}))
+    _check_template(spec)
     trials = gw.list_trials(namespace, name)
     pods = gw.list_pods(namespace, name)
+    trial_views = [TrialView.from_body(t) for t in trials]
     pod_views = [PodView.from_body(p) for p in pods]
     snapshot = None
     metrics_error = None
-    if any(not p.finished for p in pod_views):
+    unsettled = awaiting_results(trial_views, pod_views)
+    if unsettled is not None:
         try:
             prom_url = spec.prometheus.url if spec.prometheus else None
             snapshot = ctx.prometheus.snapshot(namespace, name, spec.objective.metric,
-                                               url=prom_url).trials
+                                               url=prom_url, finished_pods=unsettled).trials
         except MetricsUnavailable as e:
             metrics_error = str(e)
             logger.warning("metrics unavailable: %s", e)
     elif status.get("conditions"):
-        # Nothing runs: keep the previous metrics condition rather than claim a fresh read.
+        # Nothing is waiting for a result: keep the previous metrics condition rather
+        # than claim a fresh read.
         prev = next((c for c in status["conditions"] if c.get("type") == "MetricsAvailable"), None)
         if prev is not None and prev.get("status") == "False":
             metrics_error = str(prev.get("message", "")).split(";")[0]
     view = ExperimentView(name=name, namespace=namespace, generation=generation, spec=spec,
                           status=status)
-    plan = plan_tick(view, [TrialView.from_body(t) for t in trials], pod_views, snapshot,
-                     now(), metrics_error)
-    try:
-        _apply(ctx, body, spec, plan, trials, logger)
-    except SpecError as e:
-        _fail_invalid(ctx, body, e, logger)
+    plan = plan_tick(view, trial_views, pod_views, snapshot, now(), metrics_error)
+    _apply(ctx, body, spec, plan, trials, logger)
+
+
+def awaiting_results(trials: list[TrialView], pods: list[PodView]) -> list[str] | None:
+    """None when no trial's result can still change (no Prometheus read is needed); else
+    the finished pods whose trial is not settled yet, whose last report is wanted.
+
+    A trial is unsettled while it is not Succeeded, Pruned or Failed: its pod may run,
+    or its trial container have exited without the result recorded yet (the termination
+    message is one source of that result, Prometheus the other).
+    """
+    latest: dict[str, PodView] = {}
+    for p in pods:
+        if p.trial not in latest or p.attempt > latest[p.trial].attempt:
+            latest[p.trial] = p
+    open_trials = [t for t in trials if t.state not in TERMINAL]
+    if not open_trials and all(p.finished for p in pods):
+        return None
+    return sorted(latest[t.name].name for t in open_trials
+                  if t.name in latest and latest[t.name].done)
 
 
 def _check_template(spec: TuneExperimentSpec) -> None:
@@ -111,17 +220,8 @@ def _check_template(spec: TuneExperimentSpec) -> None:
 
 def _fail_invalid(ctx: OperatorContext, body: kopf.Body, error: SpecError,
                   logger: kopf.Logger) -> None:
-    meta = body["metadata"]
-    message = f"invalid spec: {error}"
-    ctx.gateway.patch_experiment_status(meta["namespace"], meta["name"], TuneExperimentStatus(
-        phase=ExperimentPhase.FAILED, message=message,
-        observed_generation=int(meta.get("generation", 1)),
-        conditions=[Condition(type="SpecValid", status=ConditionStatus.FALSE, reason="InvalidSpec",
-                              message=message, last_transition_time=now())],
-    ))
-    kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
-    ctx.metrics.set_experiment(meta["uid"], "Failed", Counter())
-    logger.warning("%s", message)
+    """Fail the experiment for a spec that can never work (SpecValid=False, InvalidSpec)."""
+    _fail(ctx, body, classify(error), ErrorHistory(), logger)
 
 
 def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan: Plan,
@@ -132,14 +232,13 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
     by_name = {t["metadata"]["name"]: t for t in trials}
     # 1. Decisions first: a pruned trial is recorded before its pod goes.
     for trial, trial_status in plan.trial_status.items():
-        try:
-            gw.patch_trial_status(namespace, trial, trial_status)
-        except ApiException as e:
-            if e.status != 404:
-                raise
+        gw.patch_trial_status(namespace, trial, trial_status)  # a trial gone since is skipped
     for pod, grace in plan.delete_pods:
         gw.delete_pod(namespace, pod, grace)
-    # 2. New trials, then pods owned by them.
+    # 2. New trials, then pods owned by them; the very first pod is tried on the apiserver
+    # before any trial exists, so a template it refuses fails the experiment at once.
+    if plan.new_trials and not trials:
+        _dry_run_first_pod(gw, body, spec, plan)
     for new in plan.new_trials:
         created = gw.create_trial(manifests.build_trial(body, new.index, new.params))
         by_name[created["metadata"]["name"]] = created
@@ -151,12 +250,12 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
             milestones=new_pod.milestones, metrics_port=spec.metrics_port)
         try:
             gw.create_pod(pod_body)
-        except ApiException as e:
+        except ApiCallError as e:
             if e.status not in (400, 422):
                 raise
             # The template itself is wrong: say so on the resource instead of retrying forever.
             raise SpecError("spec.trialTemplate", "the apiserver rejected trial pod "
-                            f"{pod_body['metadata']['name']}: {_api_message(e)}") from e
+                            f"{pod_body['metadata']['name']}: {e.message}") from e
     # 3. Events and the experiment's status.
     for ev in plan.events:
         if ev.kind == "TuneExperiment":
@@ -175,16 +274,33 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
         logger.info("created %d trials, deleted %d pods", len(plan.new_trials), len(plan.delete_pods))
 
 
+def _dry_run_first_pod(gw: Gateway, body: kopf.Body, spec: TuneExperimentSpec, plan: Plan) -> None:
+    """Have the apiserver judge the first trial's pod (dry run, strict fields).
+
+    The CRD keeps the template's PodSpec as written, so a typo (`resorces`) or a pod the
+    namespace's admission refuses would otherwise surface only as trials that never run.
+    """
+    first = plan.new_trials[0]
+    pod = next((p for p in plan.new_pods if p.index == first.index), None)
+    trial = manifests.build_trial(body, first.index, first.params)
+    trial["metadata"]["uid"] = body["metadata"]["uid"]  # a stand-in: the owner is dropped below
+    pod_body = manifests.build_pod(
+        template=spec.trial_template.pod_template(), trial=trial, attempt=1, params=first.params,
+        objective_metric=spec.objective.metric, milestones=pod.milestones if pod else [],
+        metrics_port=spec.metrics_port)
+    pod_body["metadata"].pop("ownerReferences", None)  # its TuneTrial does not exist yet
+    try:
+        gw.dry_run_pod(pod_body)
+    except ApiCallError as e:
+        if e.status not in (400, 422):
+            raise
+        raise SpecError("spec.trialTemplate", "the apiserver refuses the trial pod built "
+                        f"from it (dry run of {pod_body['metadata']['name']}): {e.message}") from e
+
+
 def _trial_ref(namespace: str, name: str, uid: str | None) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TuneTrial",
             "metadata": {"name": name, "namespace": namespace, "uid": uid or ""}}
-
-
-def _api_message(e: ApiException) -> str:
-    try:
-        return str(json.loads(e.body or "").get("message", e.reason))
-    except (TypeError, ValueError):
-        return str(e.reason)
 
 
 def without_nulls(value: Any) -> Any:

@@ -59,9 +59,15 @@ class OperatorSettings:
 
     @property
     def retry_seconds(self) -> float:
-        """Seconds before a tick that raised is retried: twice a tick, at least 5 s, so an
-        apiserver or Prometheus outage is not hammered."""
+        """Seconds before a tick that failed is first retried: twice a tick, at least 5 s, so
+        an apiserver outage is not hammered."""
         return max(5.0, 2 * self.tick_seconds)
+
+    @property
+    def max_retry_seconds(self) -> float:
+        """The longest wait before retrying a tick that keeps failing (the wait doubles from
+        retry_seconds): a minute, so an outage that ends is noticed within one."""
+        return max(60.0, self.retry_seconds)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OperatorSettings:
