@@ -244,13 +244,13 @@ def test_a_pod_quota_is_retried_with_a_reconcile_error_condition_until_it_is_lif
 
 
 # -- results: from Prometheus when the termination message cannot be read -------------------------
-@pytest.mark.xfail(strict=True, reason="open: Prometheus holds the finished pod's last report "
-                   "(checked by querying it afterwards), yet the planner fails the trial as "
-                   "unreported on the tick that sees the pod finish")
 def test_a_garbled_termination_message_still_gives_the_result_prometheus_has(
         api_client, namespace, operator: OperatorProcess):
-    body = quick("garbled", [0.5, 0.9], extra_space={"garbage_message": {"value": True}},
-                 scheduler={"type": "fifo"})
+    # Steps slow enough (about 6 s a trial) for Prometheus to discover and scrape the pods
+    # while they run: its discovery hands new targets over at most every 5 s.
+    body = scripted_experiment("garbled", [0.5, 0.9], sleep=0.6,
+                               extra_space={"garbage_message": {"value": True}},
+                               scheduler={"type": "fifo"})
     create(api_client, namespace, body)
     exp = wait_phase(api_client, namespace, "garbled", ("Succeeded", "Failed"), timeout=120)
     assert exp["status"]["phase"] == "Succeeded", exp["status"]
