@@ -182,18 +182,19 @@ class ResultGrid:
                             else frame[filter_metric].idxmin()
                         metrics = {k: v for k, v in frame.loc[pick].items() if pd.notna(v)}
             rows.append({"trial_name": r.trial_name, "state": r.state, **metrics,
-                         **{f"config/{k}": v for k, v in _flatten(r.config).items()}})
+                         **{f"config/{k}": v for k, v in flatten_config(r.config).items()}})
         return pd.DataFrame(rows)
 
     def __repr__(self) -> str:
         return f"ResultGrid({self.namespace}/{self.name}: {len(self)} trials, phase={self.phase})"
 
 
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_config(config: Mapping[str, Any], sep: str = "/", prefix: str = "") -> dict[str, Any]:
+    """A nested config with joined keys: {"opt": {"lr": 1}} -> {"opt/lr": 1} (`sep` joins)."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}/"))
+            flat.update(flatten_config(value, sep, f"{prefix}{key}{sep}"))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -244,10 +244,7 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
         by_name[created["metadata"]["name"]] = created
     for new_pod in plan.new_pods:
         trial_body = by_name.get(new_pod.trial) or gw.get_trial(namespace, new_pod.trial)
-        pod_body = manifests.build_pod(
-            template=spec.trial_template.pod_template(), trial=trial_body, attempt=new_pod.attempt,
-            params=new_pod.params, objective_metric=spec.objective.metric,
-            milestones=new_pod.milestones, metrics_port=spec.metrics_port)
+        pod_body = _trial_pod(spec, trial_body, new_pod.attempt, new_pod.params, new_pod.milestones)
         try:
             gw.create_pod(pod_body)
         except ApiCallError as e:
@@ -274,6 +271,15 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
         logger.info("created %d trials, deleted %d pods", len(plan.new_trials), len(plan.delete_pods))
 
 
+def _trial_pod(spec: TuneExperimentSpec, trial: Mapping[str, Any], attempt: int,
+               params: Mapping[str, Any], milestones: Sequence[int]) -> dict[str, Any]:
+    """The pod of one attempt of `trial`, from the experiment's template."""
+    return manifests.build_pod(
+        template=spec.trial_template.pod_template(), trial=trial, attempt=attempt, params=params,
+        objective_metric=spec.objective.metric, milestones=milestones,
+        metrics_port=spec.metrics_port)
+
+
 def _dry_run_first_pod(gw: Gateway, body: kopf.Body, spec: TuneExperimentSpec, plan: Plan) -> None:
     """Have the apiserver judge the first trial's pod (dry run, strict fields).
 
@@ -284,10 +290,7 @@ def _dry_run_first_pod(gw: Gateway, body: kopf.Body, spec: TuneExperimentSpec, p
     pod = next((p for p in plan.new_pods if p.index == first.index), None)
     trial = manifests.build_trial(body, first.index, first.params)
     trial["metadata"]["uid"] = body["metadata"]["uid"]  # a stand-in: the owner is dropped below
-    pod_body = manifests.build_pod(
-        template=spec.trial_template.pod_template(), trial=trial, attempt=1, params=first.params,
-        objective_metric=spec.objective.metric, milestones=pod.milestones if pod else [],
-        metrics_port=spec.metrics_port)
+    pod_body = _trial_pod(spec, trial, 1, first.params, pod.milestones if pod else [])
     pod_body["metadata"].pop("ownerReferences", None)  # its TuneTrial does not exist yet
     try:
         gw.dry_run_pod(pod_body)

@@ -14,6 +14,7 @@ from typing import Any
 
 from kubetune.client.errors import TuneError
 from kubetune.client.experiments import ExperimentClient
+from kubetune.client.results import flatten_config
 from kubetune.contract import EXPERIMENT_TERMINAL_PHASES
 
 STATE_STYLE = {"Succeeded": "green", "Pruned": "yellow", "Failed": "red", "Running": "cyan",
@@ -29,15 +30,9 @@ def fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat(config: Mapping[str, Any]) -> dict[str, Any]:
     """A nested config with dotted keys: {"opt": {"lr": 1}} -> {"opt.lr": 1}."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+    return flatten_config(config, ".")
 
 
 def _age(timestamp: str | None) -> str:
