@@ -126,6 +126,25 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     "prometheus-operator": {"prometheus.bundled.enabled": False, "prometheus.podMonitor.enabled": True,
                             "prometheus.url": "http://prometheus-operated.monitoring:9090",
                             "watchNamespaces": ["team-a"]},
+    "admission policy off, no user roles": {"admissionPolicy.enabled": False,
+                                            "userRoles.create": False},
+    "admission policy warn-only in labelled namespaces": {
+        "admissionPolicy.validationActions": ["Warn", "Audit"],
+        "admissionPolicy.failurePolicy": "Ignore",
+        "admissionPolicy.namespaceSelector": {"matchLabels": {"kubetune.io/tenants": "true"}}},
+    "network policies, watched namespaces, restricted operator egress": {
+        "networkPolicy.enabled": True, "watchNamespaces": ["team-a"],
+        "networkPolicy.prometheusClientNamespaces": ["grafana"],
+        "networkPolicy.metricsClientNamespaces": ["monitoring"],
+        "networkPolicy.apiServer.cidrs": ["10.0.0.1/32"],
+        "networkPolicy.operatorEgress.restrict": True},
+    "network policies, external Prometheus": {
+        "networkPolicy.enabled": True, "prometheus.bundled.enabled": False,
+        "prometheus.url": "http://prometheus.monitoring:9090"},
+    "OpenShift restricted SCC (no fixed UIDs)": {
+        "podSecurityContext": {"runAsUser": None, "runAsGroup": None},
+        "prometheus.bundled.podSecurityContext": {"runAsUser": None, "runAsGroup": None,
+                                                  "fsGroup": None}},
 }
 
 
@@ -162,7 +181,7 @@ def test_operator_runs_once_non_root_read_only_without_privileges(rendered: list
     assert pod["serviceAccountName"] == FULLNAME
     assert pod.get("automountServiceAccountToken", True) is True
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"].get("runAsUser") != 0  # unset: the image's user (10001)
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     container = operator_container(rendered)
     sc = container["securityContext"]
@@ -261,10 +280,14 @@ def test_no_rbac_rule_grants_secrets_or_wildcards(rendered: list[dict[str, Any]]
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
-def test_rbac_create_false_renders_no_rbac_objects() -> None:
+def test_rbac_create_false_renders_no_rbac_objects_for_the_operator() -> None:
+    rbac_kinds = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
     objects = render({"rbac.create": False})
-    assert not [o for o in objects if o["kind"] in ("Role", "ClusterRole", "RoleBinding",
-                                                     "ClusterRoleBinding")]
+    # The users' roles are userRoles.create's, not the operator's.
+    assert sorted(o["metadata"]["name"] for o in objects if o["kind"] in rbac_kinds) == [
+        "kubetune-edit", "kubetune-view"]
+    objects = render({"rbac.create": False, "userRoles.create": False})
+    assert not [o for o in objects if o["kind"] in rbac_kinds]
 
 
 # -- Prometheus -------------------------------------------------------------------------
