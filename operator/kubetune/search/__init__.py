@@ -1,9 +1,14 @@
 """Search spaces and samplers: which config each trial runs.
 
-Pure: a config is a function of (search space, seed, trial index) alone, so the
-operator can recompute any trial's config after a restart without storing a
-sampler's state. Depends only on kubetune.api.
+Pure: random and grid configs are a function of (search space, seed, trial
+index) alone; Optuna's model-based samplers (kubetune.search.optuna) add the
+history of the trials before, rebuilt from what is persisted, so the operator
+can recompute any decision after a restart without storing a sampler's state.
+Depends only on kubetune.api (and optuna, imported when a model-based search is
+first used).
 """
+
+from typing import Any
 
 from kubetune.search.domains import (
     Choice,
@@ -25,15 +30,29 @@ from kubetune.search.domains import (
 )
 from kubetune.search.samplers import BasicVariantSampler, flatten_params, parameter_stream
 
+_OPTUNA = ("HistoryRecord", "OptunaSuggester")
+
+
+def __getattr__(name: str) -> Any:
+    """HistoryRecord and OptunaSuggester, importing optuna only when they are first used."""
+    if name in _OPTUNA:
+        from kubetune.search import optuna
+
+        return getattr(optuna, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "BasicVariantSampler",
     "Choice",
     "Constant",
     "Domain",
     "Grid",
+    "HistoryRecord",
     "LogRandInt",
     "LogUniform",
     "Normal",
+    "OptunaSuggester",
     "Parameter",
     "QRandInt",
     "Quantized",
