@@ -2,7 +2,9 @@
 
 `make_scheduler` builds one from a TuneExperiment's `spec.scheduler`. Each
 algorithm is one module behind `TrialScheduler` (base.py): ASHA (asha.py),
-FIFO (fifo.py) and the median stopping rule (median.py). What they persist and
+FIFO (fifo.py) and the median stopping rule (median.py). Population Based
+Training (pbt.py) is not a stopping rule and keeps its own contract: it decides
+exploits (which trial clones which, with what config). What they persist and
 report are the API's types (Decision, RungRecord, RungSummary), exported here
 too because they are the schedulers' vocabulary.
 """
@@ -17,6 +19,7 @@ from kubetune.schedulers.asha import ASHAScheduler, AsyncHyperBandScheduler
 from kubetune.schedulers.base import TrialScheduler, Verdict
 from kubetune.schedulers.fifo import FIFOScheduler
 from kubetune.schedulers.median import MedianStoppingRule
+from kubetune.schedulers.pbt import Check, Exploit, MemberState, PopulationBasedTraining
 
 SCHEDULERS: dict[str, type[TrialScheduler]] = {
     "asha": AsyncHyperBandScheduler,
@@ -32,9 +35,13 @@ __all__ = [
     "SCHEDULER_TYPES",
     "ASHAScheduler",
     "AsyncHyperBandScheduler",
+    "Check",
     "Decision",
+    "Exploit",
     "FIFOScheduler",
     "MedianStoppingRule",
+    "MemberState",
+    "PopulationBasedTraining",
     "RungRecord",
     "RungSummary",
     "TrialScheduler",
