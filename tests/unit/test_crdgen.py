@@ -275,7 +275,8 @@ def test_enums_are_published(crds: dict[str, dict[str, Any]]) -> None:
     spec = root_schema(crds["TuneExperiment"])["properties"]["spec"]["properties"]
     assert spec["objective"]["properties"]["mode"]["enum"] == ["min", "max"]
     assert spec["scheduler"]["properties"]["type"]["enum"] == ["asha", "fifo", "median"]
-    assert spec["searchAlgorithm"]["properties"]["type"]["enum"] == ["random", "grid"]
+    assert spec["searchAlgorithm"]["properties"]["type"]["enum"] == [
+        "random", "grid", "tpe", "gp", "qmc"]
     trial_status = root_schema(crds["TuneTrial"])["properties"]["status"]["properties"]
     assert trial_status["state"]["enum"] == ["Pending", "Running", "Succeeded", "Pruned", "Failed"]
     decision = trial_status["rungs"]["items"]["properties"]["decision"]

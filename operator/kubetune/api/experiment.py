@@ -39,6 +39,7 @@ from kubetune.api.limits import (
     parameter_names_rule,
     trials_problem,
 )
+from kubetune.api.search_algorithm import SearchAlgorithm, search_problem, search_rules
 from kubetune.api.searchspace import (
     MAX_PARAMETERS,
     SearchDomain,
@@ -79,23 +80,6 @@ class Objective(SpecModel):
     )
     mode: Literal["min", "max"] = Field(
         description="min if lower is better (a loss), max if higher is better (an accuracy)."
-    )
-
-
-class SearchAlgorithm(SpecModel):
-    """How trial configs are drawn from the search space."""
-
-    type: Literal["random", "grid"] = Field(
-        default="random",
-        description="random or grid; both follow Ray's BasicVariantGenerator: grid entries "
-        "are expanded exhaustively and every other entry is drawn at random. grid also "
-        "requires at least one grid entry in the search space.",
-    )
-    seed: int = Field(
-        default=0,
-        ge=0,
-        description="Seed of the draws. A trial's config depends only on (seed, trial index), "
-        "so it is the same after an operator restart.",
     )
 
 
@@ -186,7 +170,9 @@ class PrometheusSpec(SpecModel):
 class TuneExperimentSpec(SpecModel):
     """What to tune: the objective, the search space, the budget and the trial pod."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": immutable_rules()})
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [*immutable_rules(), *search_rules()]}
+    )
 
     objective: Objective = Field(description="The metric to optimise and its direction.")
     search_space: SearchSpaceSpec = Field(
@@ -288,6 +274,8 @@ class TuneExperimentSpec(SpecModel):
             )
         problem = trials_problem(self.num_samples, grid_points(self.search_space))
         problem = problem or config_problem(worst_config_bytes(self.search_space))
+        problem = problem or search_problem(self.search_algorithm, self.search_space,
+                                            self.num_samples * grid_points(self.search_space))
         if problem:
             raise ValueError(problem)
         return self

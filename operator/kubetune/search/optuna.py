@@ -33,6 +33,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaState
 
 from kubetune.api.common import SpecError
+from kubetune.api.search_algorithm import GP_MAX_TRIALS, OPTION_TYPES
 from kubetune.search._optuna_history import StudyCache, frozen_trial, rebuild_study
 from kubetune.search._optuna_space import OptunaSpace, convert_space, optuna_name
 from kubetune.search.domains import SearchSpace, parse_space
@@ -44,18 +45,16 @@ StoppedAs = Literal["pruned", "complete"]
 DEFAULT_STOPPED_AS: Final[StoppedAs] = "pruned"
 """How a trial the scheduler stopped is told to the study unless the experiment says."""
 
-GP_MAX_HISTORY: Final = 200
+GP_MAX_HISTORY: Final = GP_MAX_TRIALS - 1
 """GP's ask grows cubically with the trials it models (seconds at 100, minutes at 5,000
 on two cores), and it runs inside the reconcile tick: past this many trials gp is refused."""
 
 OPTIONS: Final[Mapping[str, tuple[str, ...]]] = {
-    "tpe": ("nStartupTrials", "nEiCandidates", "multivariate", "group", "constantLiar"),
-    "gp": ("nStartupTrials", "deterministicObjective"),
-    "qmc": ("qmcType", "scramble"),
-    "random": (),
+    sampler: tuple(option for option, types in OPTION_TYPES.items()
+                   if sampler in types and option not in ("pointsToEvaluate", "stoppedTrialsAs"))
+    for sampler in SAMPLERS
 }
 """The options each sampler takes (camelCase, as the CRD names them)."""
-
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
