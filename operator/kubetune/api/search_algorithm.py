@@ -47,7 +47,7 @@ def _quoted(types: tuple[str, ...]) -> str:
     return "[" + ", ".join(f"'{t}'" for t in types) + "]"
 
 
-def _option_rules() -> list[dict[str, str]]:
+def _option_rules() -> list[JsonValue]:
     return [
         {
             "rule": f"!has(self.{option}) || self.type in {_quoted(types)}",
@@ -225,7 +225,7 @@ def search_problem(algorithm: SearchAlgorithm, space: Mapping[str, SearchDomain]
     return None
 
 
-def search_rules() -> list[dict[str, str]]:
+def search_rules() -> list[JsonValue]:
     """On the spec: what the apiserver can check of a model-based search (top-level entries).
 
     Nested entries and points are checked by the operator (SpecValid) and the Tuner.
