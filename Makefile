@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-unit test-integration test-e2e lint helm-lint kind crds binaries system-deps venv cluster-up cluster-down clean
+.PHONY: dev test test-unit test-integration test-e2e lint helm-lint chart-readme kind crds binaries system-deps venv cluster-up cluster-down clean
 
 # kubetune with every role's extra and the test tools, and the reference trainer (its own
 # distribution, trainer_image/), both editable: `python -m kubetune_trainer` is what the
@@ -54,8 +54,18 @@ crds: $(STAMP)
 	rm -f charts/kubetune/crds/*.yaml
 	cp crds/*.yaml charts/kubetune/crds/
 
+# Strict lint with the defaults and with each security option's other setting.
 helm-lint: binaries
-	"$$(bash operator/kubetune/devcluster/build-binaries.sh)/helm" lint --strict charts/kubetune
+	H="$$(bash operator/kubetune/devcluster/build-binaries.sh)/helm"; set -e; \
+	for v in "" "--set admissionPolicy.enabled=false --set userRoles.create=false" \
+	    "--set admissionPolicy.validationActions={Warn,Audit} --set admissionPolicy.failurePolicy=Ignore" \
+	    "--set networkPolicy.enabled=true --set networkPolicy.operatorEgress.restrict=true --set watchNamespaces={team-a}" \
+	    "--set prometheus.bundled.podSecurityContext.runAsUser=null --set podSecurityContext.runAsUser=null"; do \
+	  "$$H" lint --strict charts/kubetune $$v; done
+
+# charts/kubetune/README.md from README.md.gotmpl and values.yaml's `# --` comments.
+chart-readme:
+	"$$(bash hack/helm-docs.sh)" --chart-search-root charts --chart-to-generate charts/kubetune
 
 # With Docker: a kind cluster, the images, the chart and the example (see docs/install.md).
 kind:

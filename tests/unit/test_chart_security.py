@@ -6,6 +6,8 @@ chart says it needs. What the API server does with these objects is tests/integr
 from __future__ import annotations
 
 import re
+import tarfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,6 +126,17 @@ def test_notes_name_no_file_of_a_checkout() -> None:
     notes = (CHART / "templates" / "NOTES.txt").read_text()
     assert not re.search(r"\b(examples|charts|docs|hack|crds|tests)/", notes), notes
     assert "kubectl explain tuneexperiment" in notes
+
+
+def test_packaged_chart_stands_alone_with_its_readme(tmp_path: Path) -> None:
+    helm_run("package", str(CHART), "--destination", str(tmp_path))
+    (package,) = tmp_path.glob("kubetune-*.tgz")
+    with tarfile.open(package) as tar:
+        names = set(tar.getnames())
+    assert {"kubetune/README.md", "kubetune/values.schema.json", "kubetune/templates/NOTES.txt"} <= names
+    assert "kubetune/README.md.gotmpl" not in names
+    objects = [d for d in yaml.safe_load_all(helm_run("template", RELEASE, str(package)).stdout) if d]
+    assert one(objects, "ValidatingAdmissionPolicy", POLICY)
 
 
 # -- the users' roles ---------------------------------------------------------------------------
