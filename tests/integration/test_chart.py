@@ -58,6 +58,14 @@ SA = f"{RELEASE}-kubetune"
 # handed to the local runner, which cannot start an image's entrypoint.
 NOWHERE = {"kubetune.io/test-unschedulable": "true"}
 QUALITIES = [0.9, 0.3, 0.8, 0.2, 0.7, 0.1, 0.85, 0.25]
+# Installed too, so the API server validates the policies (nothing enforces them here: no CNI).
+NETWORK_POLICIES = {"networkPolicy.enabled": True, "networkPolicy.prometheusClientNamespaces": [UNWATCHED],
+                    "networkPolicy.metricsClientNamespaces": [UNWATCHED],
+                    "networkPolicy.apiServer.cidrs": ["127.0.0.1/32"],
+                    "networkPolicy.operatorEgress.restrict": True}
+KINDS = ("tuneexperiments", "tunetrials")
+VIEW_VERBS = ("get", "list", "watch")
+WRITE_VERBS = ("create", "update", "patch", "delete")
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +107,7 @@ def release(chart_cluster: LocalCluster, admin: client.ApiClient) -> str:
         create_namespace(admin, ns)
     helm_cli(chart_cluster, "install", RELEASE, str(CHART), "--namespace", RELEASE_NS,
              *set_args({"watchNamespaces": [WATCHED], "nodeSelector": NOWHERE,
-                        "prometheus.bundled.nodeSelector": NOWHERE}))
+                        "prometheus.bundled.nodeSelector": NOWHERE} | NETWORK_POLICIES))
     return RELEASE
 
 
@@ -177,6 +185,59 @@ def test_helm_install_creates_the_charts_objects_as_rendered(
     for name in ("tuneexperiments.kubetune.io", "tunetrials.kubetune.io"):
         crd = ext.read_custom_resource_definition(name)
         assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
+
+
+def test_helm_install_stores_a_type_checked_admission_policy_and_the_network_policies(
+        admin: client.ApiClient, release: str) -> None:
+    adm = client.AdmissionregistrationV1Api(admin)
+    name = f"{SA}-creator-may-create-pods"
+    assert adm.read_validating_admission_policy_binding(name).spec.policy_name == name
+
+    def checked() -> Any:
+        policy = adm.read_validating_admission_policy(name)
+        status = policy.status
+        return status if status and status.observed_generation == policy.metadata.generation else None
+
+    # The API server type-checks the CEL against the TuneExperiment schema: no warnings.
+    status = wait_for(checked, timeout=30, what="the admission policy's type checking")
+    assert not (status.type_checking and status.type_checking.expression_warnings), status
+    net = client.NetworkingV1Api(admin)
+    stored = {p.metadata.name: p for p in net.list_namespaced_network_policy(RELEASE_NS).items}
+    assert set(stored) == {SA, f"{SA}-prometheus"}
+    assert stored[SA].spec.policy_types == ["Ingress", "Egress"]
+
+
+def test_users_bound_to_the_builtin_view_and_edit_roles_get_exactly_the_kubetune_rights(
+        chart_cluster: LocalCluster, admin: client.ApiClient, release: str, tmp_path: Path) -> None:
+    core, rbac = client.CoreV1Api(admin), client.RbacAuthorizationV1Api(admin)
+    users = {}
+    for role in ("view", "edit", "admin"):
+        account = f"user-{role}"
+        core.create_namespaced_service_account(WATCHED, {"metadata": {"name": account}})
+        rbac.create_namespaced_role_binding(WATCHED, {
+            "metadata": {"name": account},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": WATCHED}]})
+        users[role] = config.new_client_from_config(config_file=str(token_kubeconfig(
+            chart_cluster, admin, WATCHED, account, tmp_path / f"{account}.kubeconfig")))
+    # The controller-manager aggregates kubetune-view/-edit into the built-in roles.
+    wait_for(lambda: can(users["view"], "list", "tunetrials", WATCHED, "kubetune.io")
+             and can(users["edit"], "delete", "tuneexperiments", WATCHED, "kubetune.io"),
+             timeout=30, what="the built-in roles to aggregate kubetune's")
+    for role, api in users.items():
+        for kind in KINDS:
+            for verb in VIEW_VERBS:
+                assert can(api, verb, kind, WATCHED, "kubetune.io"), (role, verb, kind)
+            for verb in WRITE_VERBS:
+                assert can(api, verb, kind, WATCHED, "kubetune.io") == (role != "view"), (role, verb, kind)
+            # Only where bound, and no more than the roles list.
+            assert not can(api, "get", kind, UNWATCHED, "kubetune.io"), (role, kind)
+            assert not can(api, "update", f"{kind}/status", WATCHED, "kubetune.io"), (role, kind)
+    exp = scripted_experiment("by-a-viewer", [0.5])
+    with pytest.raises(ApiException) as refused:
+        client.CustomObjectsApi(users["view"]).create_namespaced_custom_object(
+            "kubetune.io", "v1alpha1", WATCHED, "tuneexperiments", exp)
+    assert refused.value.status == 403
 
 
 # -- the operator under the chart's RBAC ----------------------------------------------------------
@@ -273,7 +334,7 @@ def test_cluster_wide_release_reaches_every_namespace_but_never_secrets(
     helm_cli(chart_cluster, "install", "kw", str(CHART), "--namespace", wide_ns, "--skip-crds",
              *set_args({"prometheus.bundled.enabled": False,
                         "prometheus.url": "http://prometheus.monitoring:9090",
-                        "nodeSelector": NOWHERE}))
+                        "nodeSelector": NOWHERE, "userRoles.create": False}))
     api = config.new_client_from_config(config_file=str(token_kubeconfig(
         chart_cluster, admin, wide_ns, "kw-kubetune", tmp_path / "kubeconfig")))
     for ns in (WATCHED, UNWATCHED, "default"):
