@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from kubetune.api import ExperimentPhase, TrialState, TuneExperimentSpec, TuneExperimentStatus
 from kubetune.controller.planner.actions import NewPod, NewTrial, Plan
@@ -21,10 +22,10 @@ from kubetune.controller.planner.status import (
     experiment_phase,
     experiment_status,
 )
+from kubetune.controller.planner.suggest import TrialConfigs
 from kubetune.controller.planner.trial import TERMINAL, TrialMachine
 from kubetune.controller.planner.views import ExperimentView, PodView, TrialMetrics, TrialView
 from kubetune.schedulers import TrialScheduler, make_scheduler
-from kubetune.search import BasicVariantSampler, parse_space
 
 
 def build_scheduler(spec: TuneExperimentSpec) -> TrialScheduler:
@@ -58,8 +59,6 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
     restored = {t.name: t.records for t in ordered_trials}
     for name, records in restored.items():
         scheduler.restore(name, records)
-    sampler = BasicVariantSampler(parse_space(spec.search_space_raw()),
-                                  seed=spec.search_algorithm.seed, num_samples=spec.num_samples)
     plan = Plan()
     machine = TrialMachine(spec, scheduler, restored, plan, snapshot, now)
 
@@ -72,8 +71,9 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
             retries.append(retry)
 
     states = machine.states
-    total = sampler.total_trials
-    recreated = _recreate_deleted(exp, ordered_trials, pods_of, sampler, scheduler, plan, total)
+    configs = TrialConfigs(exp, ordered_trials, states, plan)
+    total = configs.total
+    recreated = _recreate_deleted(exp, ordered_trials, pods_of, configs, scheduler, plan, total)
     for new_pod in recreated:
         states[new_pod.trial] = TrialState.PENDING.value
         unfinished += sum(1 for p in pods_of.get(new_pod.trial, []) if not p.finished)
@@ -92,7 +92,7 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
         next_index = max((t.index for t in ordered_trials), default=-1) + 1
         next_index = max([next_index, *(p.index + 1 for p in recreated)])
         while unfinished < spec.max_concurrent_trials and next_index < total:
-            params = sampler.config(next_index)
+            params = configs.config(next_index)
             plan.new_trials.append(NewTrial(next_index, params))
             name = trial_name(exp.name, next_index)
             plan.new_pods.append(NewPod(name, next_index, 1, params, scheduler.milestones(name)))
@@ -142,7 +142,7 @@ def trial_name(experiment: str, index: int) -> str:
 
 
 def _recreate_deleted(exp: ExperimentView, trials: Sequence[TrialView],
-                      pods_of: Mapping[str, list[PodView]], sampler: BasicVariantSampler,
+                      pods_of: Mapping[str, list[PodView]], configs: TrialConfigs,
                       scheduler: TrialScheduler, plan: Plan, total: int) -> list[NewPod]:
     """TuneTrials deleted by hand come back with the same index and config, to run again.
 
@@ -150,6 +150,9 @@ def _recreate_deleted(exp: ExperimentView, trials: Sequence[TrialView],
     count the stored status says was created. Other trials' rung records are untouched, so
     decisions already taken stand; the rerun resumes from the trial's checkpoint, and its
     first pod waits until the deleted trial's pods are gone. Returns each one's first pod.
+    A model-based config depends on what the search had seen when the trial was created,
+    so it is read back from the trial's pods (their KUBETUNE_CONFIG); only when none is
+    left is a new one suggested, and the Event says so.
     """
     present = {t.index for t in trials}
     stored = int((exp.status.get("trials") or {}).get("created") or 0)
@@ -159,17 +162,31 @@ def _recreate_deleted(exp: ExperimentView, trials: Sequence[TrialView],
         if index in present:
             continue
         name = trial_name(exp.name, index)
-        params = sampler.config(index)
+        params, kept = _deleted_config(pods_of.get(name, []), configs, index)
         plan.new_trials.append(NewTrial(index, params))
         for p in pods_of.get(name, []):
             if not p.deleting:
                 plan.delete_pods.append((p.name, 0 if p.finished else
                                          exp.spec.prune_grace_period_seconds))
+        said = ("the same config" if kept else
+                "a new config (its pods, which held the old one, are gone)")
         plan.event("TuneExperiment", exp.name, "Warning", "TrialRecreated",
-                   f"TuneTrial {name} was deleted; it is created again with the same config "
+                   f"TuneTrial {name} was deleted; it is created again with {said} "
                    f"(index {index}) and runs again, resuming from its checkpoint")
         out.append(NewPod(name, index, 1, params, scheduler.milestones(name)))
     return out
+
+
+def _deleted_config(pods: Sequence[PodView], configs: TrialConfigs,
+                    index: int) -> tuple[dict[str, Any], bool]:
+    """A deleted trial's config and whether it is the one it ran with."""
+    if not configs.model_based:
+        return configs.config(index), True
+    for p in sorted(pods, key=lambda p: p.attempt, reverse=True):
+        if p.config is not None:
+            configs.keep(index, p.config)
+            return dict(p.config), True
+    return configs.config(index), False
 
 
 def _start_failure_fatal(machine: TrialMachine, trials: Sequence[TrialView]) -> str | None:

@@ -7,6 +7,7 @@ experiment is parsed in milliseconds, and a test builds a view in one line.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from kubetune.api import RungRecord, TrialState, TuneExperimentSpec, parse_rung_records
 from kubetune.contract import (
     ATTEMPT_LABEL,
+    ENV_CONFIG,
     TRIAL_LABEL,
     TerminationMessage,
     decode_termination_message,
@@ -59,6 +61,8 @@ class PodView:
     """When the kubelet took the pod (its startTime), the start of any wait for its image."""
     running_since: str | None = None
     """When the main container started running (RFC 3339), None unless it runs."""
+    config: Mapping[str, Any] | None = None
+    """The config the pod was given (its main container's KUBETUNE_CONFIG), None if unreadable."""
 
     @property
     def finished(self) -> bool:
@@ -118,6 +122,7 @@ class PodView:
             disruption=_disruption(status),
             waiting_since=status.get("startTime") or meta.get("creationTimestamp"),
             running_since=(state.get("running") or {}).get("startedAt"),
+            config=_pod_config(containers[0]),
         )
 
 
@@ -128,6 +133,17 @@ START_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"
 DISRUPTION_REASONS = frozenset({"Evicted", "Preempting", "NodeLost", "NodeShutdown",
                                 "Terminated", "UnexpectedAdmissionError"})
 """Pod status reasons of a pod ended by its node or the cluster, not by the trial."""
+
+
+def _pod_config(container: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for env in container.get("env") or []:
+        if env.get("name") == ENV_CONFIG:
+            try:
+                config = json.loads(env.get("value") or "")
+            except ValueError:
+                return None
+            return config if isinstance(config, dict) else None
+    return None
 
 
 def _spec_image(spec: Mapping[str, Any], name: str | None) -> str:

@@ -1,0 +1,136 @@
+"""New trials' configs: Ray's generators, or an Optuna sampler told the trials so far.
+
+random and grid configs are a function of (seed, index). For tpe, gp and qmc,
+trial i's config is asked of a study rebuilt from the experiment's TuneTrials
+before it, as this tick sees them (its own decisions included): Succeeded with
+its final objective, Pruned with its rung values, Failed, and everything else
+running, trials created earlier in the same tick included. The config is then
+persisted on the TuneTrial at creation, and never asked again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kubetune.api import TrialState, TuneExperimentSpec
+from kubetune.controller.planner.actions import Plan
+from kubetune.controller.planner.views import ExperimentView, TrialView
+from kubetune.search import BasicVariantSampler, parse_space
+
+if TYPE_CHECKING:
+    from kubetune.search.optuna import HistoryRecord, OptunaSuggester
+
+_SUGGESTERS: OrderedDict[tuple[str, str, str], OptunaSuggester] = OrderedDict()
+"""The last experiments' suggesters, each keeping the study trials it built last tick.
+
+Only a cache: a suggester's answer is the same as a fresh one's (its cache is
+reused only where the study it builds is provably the one a rebuild gives), so
+the plan stays a function of what is read.
+"""
+_KEPT_SUGGESTERS = 32
+_LOCK = threading.Lock()
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+class TrialConfigs:
+    """The config of each new trial index, for one experiment at one tick."""
+
+    def __init__(self, exp: ExperimentView, trials: Sequence[TrialView],
+                 states: Mapping[str, str], plan: Plan) -> None:
+        spec = exp.spec
+        self.basic = BasicVariantSampler(parse_space(spec.search_space_raw()),
+                                         seed=spec.search_algorithm.seed,
+                                         num_samples=spec.num_samples)
+        self.total = self.basic.total_trials
+        self._suggester = suggester_for(exp) if spec.search_algorithm.model_based else None
+        self._history: list[HistoryRecord] = []
+        if self._suggester is not None:
+            self._history = [history_record(spec, t, states.get(t.name, t.state),
+                                            plan.trial_status.get(t.name))
+                             for t in trials]
+
+    @property
+    def model_based(self) -> bool:
+        return self._suggester is not None
+
+    def config(self, index: int) -> dict[str, Any]:
+        """Trial `index`'s config; a model-based one counts it as running from now on."""
+        if self._suggester is None:
+            return self.basic.config(index)
+        params = self._suggester.suggest(index, self._history)
+        self._add_running(index, params)
+        return params
+
+    def _add_running(self, index: int, params: Mapping[str, Any]) -> None:
+        from kubetune.search.optuna import HistoryRecord
+
+        self._history.append(HistoryRecord(index, params, "running"))
+
+    def keep(self, index: int, params: Mapping[str, Any]) -> None:
+        """A trial created again with its old config: the model sees it running."""
+        if self._suggester is not None:
+            self._history = [r for r in self._history if r.index != index]
+            self._add_running(index, params)
+
+
+def history_record(spec: TuneExperimentSpec, trial: TrialView, state: str,
+                   patch: Any | None) -> HistoryRecord:
+    """How the study is told one TuneTrial, from its stored status and this tick's patch."""
+    from kubetune.search.optuna import HistoryRecord
+
+    status: Mapping[str, Any] = trial.status
+    if patch is not None:
+        status = {**status, **patch.merge_patch()}
+    rungs = {int(r["milestone"]): v for r in status.get("rungs") or []
+             if (v := _finite(r.get("value"))) is not None}
+    if state == TrialState.SUCCEEDED.value:
+        value = _finite((status.get("metrics") or {}).get(spec.objective.metric))
+        if value is None:
+            value = _finite(status.get("objective"))
+        return HistoryRecord(trial.index, trial.params, "complete", value, rungs)
+    if state == TrialState.PRUNED.value:
+        pruned = status.get("prunedAt") or {}
+        value = _finite(pruned.get("value"))
+        if value is not None and not rungs:
+            rungs = {int(pruned.get("milestone") or pruned.get("step") or 0): value}
+        if value is None and rungs:
+            value = rungs[max(rungs)]
+        return HistoryRecord(trial.index, trial.params, "pruned", value, rungs)
+    if state == TrialState.FAILED.value:
+        return HistoryRecord(trial.index, trial.params, "failed")
+    return HistoryRecord(trial.index, trial.params, "running")
+
+
+def suggester_for(exp: ExperimentView) -> OptunaSuggester:
+    """The experiment's OptunaSuggester, the one of its last tick when its spec is the same."""
+    from kubetune.search.optuna import DEFAULT_STOPPED_AS, OptunaSuggester
+
+    spec = exp.spec
+    search = spec.search_algorithm
+    key = (exp.namespace, exp.name, json.dumps(
+        [search.model_dump(mode="json", by_alias=True), spec.search_space_raw(),
+         spec.objective.mode], sort_keys=True))
+    with _LOCK:
+        suggester = _SUGGESTERS.get(key)
+    if suggester is None:
+        suggester = OptunaSuggester(
+            search.type, parse_space(spec.search_space_raw()), spec.objective.mode,
+            search.seed, search.sampler_options(),
+            points_to_evaluate=search.points_to_evaluate or (),
+            stopped_as=search.stopped_trials_as or DEFAULT_STOPPED_AS)
+    with _LOCK:  # experiments tick in kopf's threads
+        suggester = _SUGGESTERS.setdefault(key, suggester)
+        _SUGGESTERS.move_to_end(key)
+        while len(_SUGGESTERS) > _KEPT_SUGGESTERS:
+            _SUGGESTERS.popitem(last=False)
+    return suggester
