@@ -24,12 +24,15 @@ from kubernetes.client.exceptions import ApiException
 
 from kubetune.devcluster import LocalCluster
 from tests.integration.kube import wait_for
-from tests.support.operator import scripted_experiment
+from tests.support.operator import OperatorProcess, scripted_experiment
 from tests.unit.test_chart_render import render
 
 POLICY = "kt-kubetune-creator-may-create-pods"
 GROUP, VERSION, PLURAL = "kubetune.io", "v1alpha1", "tuneexperiments"
 POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+# A ServiceAccount bound to cluster-admin, as a refused template would name it (nothing
+# creates it: no pod is made from those templates).
+CLUSTER_ADMIN_SA = "ops-admin"
 
 
 def policy_objects(values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -138,12 +141,15 @@ def stored(admin: client.ApiClient, namespace: str, name: str) -> dict[str, Any]
         raise
 
 
-def privileged_experiment(name: str) -> dict[str, Any]:
-    """The issue's experiment: privileged, root, the host's / mounted, host network and PID."""
+def privileged_experiment(name: str, service_account: str | None = None) -> dict[str, Any]:
+    """A template that takes over the node: privileged, root, the host's / mounted, host
+    network and PID namespace, and optionally a (powerful) ServiceAccount's token."""
     body = scripted_experiment(name, [0.5])
     pod = body["spec"]["trialTemplate"]["spec"]
     pod.update({"hostNetwork": True, "hostPID": True,
                 "volumes": [{"name": "host", "hostPath": {"path": "/"}}]})
+    if service_account:
+        pod.update({"serviceAccountName": service_account, "automountServiceAccountToken": True})
     pod["containers"][0].update({"securityContext": {"privileged": True, "runAsUser": 0},
                                  "volumeMounts": [{"name": "host", "mountPath": "/host"}]})
     return body
@@ -158,7 +164,7 @@ def test_tenant_who_may_not_create_pods_is_refused_naming_the_missing_permission
     assert not can(api, "create", "pods", namespace), "`kubectl auth can-i create pods` says no"
     with installed(api_client, policy_objects({})):
         wait_until_policy(True, api, namespace)
-        e = refusal(api, namespace, privileged_experiment("escalate"))
+        e = refusal(api, namespace, privileged_experiment("escalate", CLUSTER_ADMIN_SA))
         assert e is not None and e.status == 403, e
         message = yaml.safe_load(e.body)["message"]
         assert f'user "system:serviceaccount:{namespace}:tenant" may not create pods in namespace ' \
@@ -177,7 +183,7 @@ def test_kubectl_apply_refuses_the_tenant_and_admits_one_who_may_create_pods(
                             tmp_path / "pod-tenant.kubeconfig")
     with installed(api_client, policy_objects({})):
         wait_until_policy(True, narrow, namespace)
-        refused = kubectl_apply(narrow_config, privileged_experiment("escalate"), tmp_path)
+        refused = kubectl_apply(narrow_config, privileged_experiment("escalate", CLUSTER_ADMIN_SA), tmp_path)
         assert refused.returncode != 0, refused.stdout
         assert "(Forbidden)" in refused.stderr, refused.stderr
         assert f'user "system:serviceaccount:{namespace}:tenant" may not create pods' in refused.stderr
@@ -222,7 +228,7 @@ def test_edits_that_leave_the_template_alone_are_not_checked(
 
 def test_policy_disabled_by_value_gives_the_old_behaviour(
         cluster: LocalCluster, api_client: client.ApiClient, crds: None, namespace: str,
-        tmp_path: Path) -> None:
+        operator: OperatorProcess, tmp_path: Path) -> None:
     objects = policy_objects({"admissionPolicy.enabled": False})
     assert objects == [], "admissionPolicy.enabled=false renders no policy"
     api, _ = tenant(api_client, cluster, namespace, "tenant", EXPERIMENTS_ONLY,
@@ -230,7 +236,15 @@ def test_policy_disabled_by_value_gives_the_old_behaviour(
     with installed(api_client, objects):
         wait_until_policy(False, api, namespace)  # none left over from another test
         create_as(api, namespace, privileged_experiment("unchecked"))
-    # Stored as written: the operator would create its pods with the operator's own rights.
-    exp = stored(api_client, namespace, "unchecked")
-    assert exp is not None
-    assert exp["spec"]["trialTemplate"]["spec"]["containers"][0]["securityContext"]["privileged"]
+    # The hole the policy closes: the operator creates the tenant's pod, as written, with
+    # its own rights, although the tenant may not create pods.
+    core = client.CoreV1Api(api_client)
+
+    def privileged_pod() -> Any:
+        pods = [p for p in core.list_namespaced_pod(namespace).items
+                if (p.metadata.labels or {}).get("kubetune.io/experiment") == "unchecked"]
+        return next((p for p in pods if p.spec.host_pid and p.spec.host_network
+                     and p.spec.containers[0].security_context.privileged), None)
+
+    pod = wait_for(privileged_pod, timeout=60, what="the operator to create the tenant's pod")
+    assert pod.spec.volumes[0].host_path.path == "/"
