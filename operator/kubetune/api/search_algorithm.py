@@ -228,17 +228,12 @@ def search_problem(algorithm: SearchAlgorithm, space: Mapping[str, SearchDomain]
 def search_rules() -> list[JsonValue]:
     """On the spec: what the apiserver can check of a model-based search (top-level entries).
 
-    Nested entries and points are checked by the operator (SpecValid) and the Tuner.
+    Nested entries, points and grid entries are checked by the operator (SpecValid) and the
+    Tuner: CEL cannot name a field whose schema is any JSON value (grid, choice).
     """
     model_based = f"has(self.searchAlgorithm) && self.searchAlgorithm.type in {_quoted(MODEL_BASED)}"
     entry = "self.searchSpace[k]"
     return [
-        {
-            "rule": f"!({model_based}) || self.searchSpace.all(k, !has({entry}.grid))",
-            "message": "searchAlgorithm.type tpe, gp and qmc cannot search a grid entry: use "
-            "choice to let the sampler pick among the values, or type grid to run every value",
-            "fieldPath": ".searchSpace",
-        },
         {
             "rule": f"!({model_based}) || self.searchSpace.all(k, !has({entry}.randn) && "
             f"!has({entry}.qrandn))",
