@@ -64,6 +64,11 @@ ENV_STOP_GRACE_SECONDS = "KUBETUNE_STOP_GRACE_SECONDS"
 
 #: Default checkpoint root when the template does not set ENV_CHECKPOINT_ROOT.
 DEFAULT_CHECKPOINT_ROOT = "/tmp/kubetune-checkpoints"
+#: Where the operator mounts spec.storage's claim in every trial pod's main container;
+#: the checkpoint directories (ENV_CHECKPOINT_DIR) are then under it.
+STORAGE_MOUNT_PATH = "/var/run/kubetune/storage"
+#: Name of that volume in the trial pod.
+STORAGE_VOLUME = "kubetune-storage"
 #: Default port of a trial's metrics endpoint (the pod port named `metrics`).
 DEFAULT_METRICS_PORT = 9090
 #: Name of the container port Prometheus scrapes.

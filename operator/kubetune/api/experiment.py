@@ -47,6 +47,7 @@ from kubetune.api.searchspace import (
     grid_points,
     worst_config_bytes,
 )
+from kubetune.api.storage import StorageSpec, storage_template_problem
 from kubetune.api.template import TrialPodSpec, TrialTemplate
 
 EXPERIMENT_KIND: Final = "TuneExperiment"
@@ -231,6 +232,12 @@ class TuneExperimentSpec(SpecModel):
         description="Where to read this experiment's metrics, if not the "
         "operator's default Prometheus.",
     )
+    storage: StorageSpec | None = Field(
+        default=None,
+        description="Checkpoint storage shared by the trials: a PersistentVolumeClaim the "
+        "operator mounts in every trial pod, so a retried trial resumes from its checkpoint "
+        "on any node. Without it checkpoints stay in the pod's own filesystem.",
+    )
     prune_grace_period_seconds: int = Field(
         default=30,
         ge=0,
@@ -281,6 +288,14 @@ class TuneExperimentSpec(SpecModel):
         return self
 
 
+    @model_validator(mode="after")
+    def _storage_fits_template(self) -> TuneExperimentSpec:
+        problem = self.storage and storage_template_problem(self.trial_template.pod_template())
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
 def _has_grid(space: Mapping[str, SearchDomain]) -> bool:
     return any(
         d.kind == "grid" or (d.space is not None and _has_grid(d.space)) for d in space.values()
@@ -316,6 +331,7 @@ __all__ = [
     "SchedulerSpec",
     "SearchAlgorithm",
     "SpecError",
+    "StorageSpec",
     "TrialCounts",
     "TrialPodSpec",
     "TrialTemplate",

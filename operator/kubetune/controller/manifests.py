@@ -86,6 +86,15 @@ def unknown_param_references(template: Mapping[str, Any], params: Mapping[str, A
     return unknown
 
 
+def _mount_storage(spec: dict[str, Any], main: dict[str, Any], claim: str) -> str:
+    """Add spec.storage's claim as a volume mounted in the main container; its mount path."""
+    spec["volumes"] = [*(spec.get("volumes") or []),
+                       {"name": contract.STORAGE_VOLUME, "persistentVolumeClaim": {"claimName": claim}}]
+    main["volumeMounts"] = [*(main.get("volumeMounts") or []),
+                            {"name": contract.STORAGE_VOLUME, "mountPath": contract.STORAGE_MOUNT_PATH}]
+    return contract.STORAGE_MOUNT_PATH
+
+
 def build_pod(
     *,
     template: Mapping[str, Any],
@@ -95,8 +104,13 @@ def build_pod(
     objective_metric: str,
     milestones: Sequence[int],
     metrics_port: int,
+    storage_claim: str | None = None,
 ) -> dict[str, Any]:
-    """A trial Pod from the experiment's PodTemplateSpec; GPU requests pass through untouched."""
+    """A trial Pod from the experiment's PodTemplateSpec; GPU requests pass through untouched.
+
+    With `storage_claim` (spec.storage) the claim is mounted in the main container at
+    contract.STORAGE_MOUNT_PATH and the trial's checkpoint directory is under it.
+    """
     meta = trial["metadata"]
     experiment = meta["labels"][EXPERIMENT_LABEL]
     tmpl_meta = copy.deepcopy(dict(template.get("metadata") or {}))
@@ -111,6 +125,8 @@ def build_pod(
     user_names = {e.get("name") for e in user_env}
     checkpoint_root = next((e.get("value") for e in user_env
                             if e.get("name") == contract.ENV_CHECKPOINT_ROOT), contract.DEFAULT_CHECKPOINT_ROOT)
+    if storage_claim:
+        checkpoint_root = _mount_storage(spec, main, storage_claim)
     # The experiment's uid keeps a rerun under the same name from resuming old checkpoints.
     owner_uid = next((o.get("uid", "") for o in meta.get("ownerReferences") or []), "")
     run = f"{experiment}-{owner_uid[:8]}" if owner_uid else experiment

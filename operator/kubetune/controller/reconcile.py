@@ -277,7 +277,8 @@ def _trial_pod(spec: TuneExperimentSpec, trial: Mapping[str, Any], attempt: int,
     return manifests.build_pod(
         template=spec.trial_template.pod_template(), trial=trial, attempt=attempt, params=params,
         objective_metric=spec.objective.metric, milestones=milestones,
-        metrics_port=spec.metrics_port)
+        metrics_port=spec.metrics_port,
+        storage_claim=spec.storage.claim_name if spec.storage else None)
 
 
 def _dry_run_first_pod(gw: Gateway, body: kopf.Body, spec: TuneExperimentSpec, plan: Plan) -> None:

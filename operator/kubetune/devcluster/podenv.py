@@ -1,7 +1,9 @@
 """A container's environment as the kubelet builds it, for the local runner.
 
 `env` values with `$(VAR)` expansion, `envFrom` ConfigMaps, and `valueFrom`
-references to the pod's own fields, ConfigMap keys and Secret keys.
+references to the pod's own fields, ConfigMap keys and Secret keys. A value
+under the mount path of a claim bound to a hostPath or local volume is pointed
+at that directory, as the mount would show it (`claim_paths`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -69,7 +72,46 @@ def resolve_env(api: client.CoreV1Api, pod: dict[str, Any],
             r = ref["secretKeyRef"]
             sec = api.read_namespaced_secret(r["name"], meta["namespace"])
             env[name] = base64.b64decode((sec.data or {}).get(r["key"], "")).decode()
-    return env
+    return with_claim_paths(env, claim_paths(api, pod, container))
+
+
+def claim_paths(api: client.CoreV1Api, pod: dict[str, Any],
+                container: dict[str, Any]) -> dict[str, str]:
+    """Each of the container's claim mounts and the local directory of its bound volume.
+
+    Processes here share the host's filesystem, so a PersistentVolumeClaim bound to a
+    hostPath or local PersistentVolume is that directory (created if missing, as a
+    hostPath DirectoryOrCreate is); claims on other volume types are left out.
+    """
+    volumes = {v.get("name"): v for v in pod["spec"].get("volumes") or []}
+    paths: dict[str, str] = {}
+    for mount in container.get("volumeMounts") or []:
+        claim = (volumes.get(mount.get("name")) or {}).get("persistentVolumeClaim")
+        if not claim:
+            continue
+        pvc = api.read_namespaced_persistent_volume_claim(
+            claim["claimName"], pod["metadata"]["namespace"])
+        volume_name = pvc.spec.volume_name if pvc.spec else None
+        if not volume_name:
+            continue
+        pv_spec = api.read_persistent_volume(volume_name).spec
+        source = (pv_spec.host_path or pv_spec.local) if pv_spec else None
+        if source is None:
+            continue
+        local = Path(source.path) / mount.get("subPath", "")
+        local.mkdir(parents=True, exist_ok=True)
+        paths[mount["mountPath"].rstrip("/")] = str(local)
+    return paths
+
+
+def with_claim_paths(env: dict[str, str], paths: dict[str, str]) -> dict[str, str]:
+    """`env` with values under a claim's mount path pointed at its local directory."""
+    mapped = dict(env)
+    for name, value in env.items():
+        for mount, local in paths.items():
+            if value == mount or value.startswith(mount + "/"):
+                mapped[name] = local + value[len(mount):]
+    return mapped
 
 
 def missing_ref_message(e: ApiException) -> str:
