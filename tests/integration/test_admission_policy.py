@@ -194,6 +194,31 @@ def test_kubectl_apply_refuses_the_tenant_and_admits_one_who_may_create_pods(
     assert stored(api_client, namespace, "allowed") is not None
 
 
+@pytest.mark.skipif(KUBECTL is None, reason="no kubectl on PATH (the API client's calls are tested without it)")
+def test_warn_only_policy_admits_the_tenant_with_the_message_as_a_warning(
+        cluster: LocalCluster, api_client: client.ApiClient, crds: None, namespace: str,
+        tmp_path: Path) -> None:
+    _, narrow_config = tenant(api_client, cluster, namespace, "tenant", EXPERIMENTS_ONLY,
+                              tmp_path / "tenant.kubeconfig")
+    objects = policy_objects({"admissionPolicy.validationActions": ["Warn"]})
+    with installed(api_client, objects):
+        body = scripted_experiment("warned", [0.5])
+
+        def warned() -> subprocess.CompletedProcess[str] | None:
+            applied = kubectl_apply(narrow_config, body, tmp_path)
+            assert applied.returncode == 0, applied.stderr  # admitted, whether in force yet or not
+            if "may not create pods" in applied.stderr:
+                return applied
+            client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, "warned")
+            wait_for(lambda: stored(api_client, namespace, "warned") is None, what="warned deleted")
+            return None
+
+        applied = wait_for(warned, timeout=30, interval=0.5, what="a warning from the policy")
+        assert applied.stderr.startswith("Warning:") and POLICY in applied.stderr, applied.stderr
+    assert stored(api_client, namespace, "warned") is not None
+
+
 def test_tenant_who_may_create_pods_gets_its_experiment(
         cluster: LocalCluster, api_client: client.ApiClient, crds: None, namespace: str,
         tmp_path: Path) -> None:
