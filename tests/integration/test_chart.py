@@ -331,7 +331,7 @@ def test_cluster_wide_release_reaches_every_namespace_but_never_secrets(
         chart_cluster: LocalCluster, admin: client.ApiClient, release: str, tmp_path: Path) -> None:
     wide_ns = "kubetune-wide"
     create_namespace(admin, wide_ns)
-    helm_cli(chart_cluster, "install", "kw", str(CHART), "--namespace", wide_ns, "--skip-crds",
+    notes = helm_cli(chart_cluster, "install", "kw", str(CHART), "--namespace", wide_ns, "--skip-crds",
              *set_args({"prometheus.bundled.enabled": False,
                         "prometheus.url": "http://prometheus.monitoring:9090",
                         "nodeSelector": NOWHERE, "userRoles.create": False}))
@@ -344,6 +344,9 @@ def test_cluster_wide_release_reaches_every_namespace_but_never_secrets(
     assert can(api, "list", "tuneexperiments", "", "kubetune.io")  # the cluster-wide watch
     assert not can(api, "list", "secrets", "")
     assert not can(api, "list", "namespaces", ""), "cluster-wide kopf does not observe namespaces"
+    # What helm prints after the install makes sense without a checkout of the project.
+    assert "reconciles TuneExperiments in every namespace" in notes
+    assert "kw-kubetune-creator-may-create-pods" in notes and "examples/" not in notes
     helm_cli(chart_cluster, "uninstall", "kw", "--namespace", wide_ns)
 
 
