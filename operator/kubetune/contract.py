@@ -53,6 +53,12 @@ ENV_MILESTONES = "KUBETUNE_MILESTONES"
 ENV_METRICS_PORT = "KUBETUNE_METRICS_PORT"
 #: Directory of this trial's checkpoints (kept across attempts).
 ENV_CHECKPOINT_DIR = "KUBETUNE_CHECKPOINT_DIR"
+#: A `step-<n>` checkpoint directory of another trial (a PBT donor's) this trial starts from
+#: while its own checkpoint directory has none.
+ENV_START_CHECKPOINT = "KUBETUNE_START_CHECKPOINT"
+#: Comma-separated steps whose checkpoints are kept whatever save_checkpoint's `keep` says,
+#: because other trials may clone them (PBT perturbation steps).
+ENV_KEEP_CHECKPOINT_STEPS = "KUBETUNE_KEEP_CHECKPOINT_STEPS"
 #: Set in the pod template by the user: the root under which trial checkpoint dirs go.
 ENV_CHECKPOINT_ROOT = "KUBETUNE_CHECKPOINT_ROOT"
 #: Where the termination message goes (default /dev/termination-log; the dev runner sets it).

@@ -24,6 +24,10 @@ and deletes the pods that ASHA prunes. Environment, set on the trial pod
                                (unset: for every reported metric)
     KUBETUNE_CHECKPOINT_DIR    this trial's checkpoint directory, kept across retries
                                (unset: a fresh temporary directory, so nothing resumes)
+    KUBETUNE_START_CHECKPOINT  a step-<n> checkpoint of another trial (a PBT donor's):
+                               get_checkpoint() returns it until this trial saves its own
+    KUBETUNE_KEEP_CHECKPOINT_STEPS comma-separated steps whose checkpoints save_checkpoint
+                               never prunes (other trials may clone them)
     KUBETUNE_TERMINATION_LOG   default /dev/termination-log
     KUBETUNE_LINGER_SECONDS    default 30: how long finish() waits for a final scrape
     KUBETUNE_STOP_GRACE_SECONDS default 5: after SIGTERM, the process is ended this

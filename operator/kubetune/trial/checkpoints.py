@@ -3,7 +3,9 @@
 Imported inside trial pods (stdlib and `kubetune.contract` only). The directory
 (`KUBETUNE_CHECKPOINT_DIR`) outlives the pod, so a retried trial resumes from the
 highest complete step here and reports the rungs its first attempt reached
-rather than later, better values.
+rather than later, better values. A trial started from another trial's
+checkpoint (KUBETUNE_START_CHECKPOINT, a PBT donor's) resumes from that one
+until it has saved its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +51,32 @@ def latest_checkpoint(root: Path) -> Checkpoint | None:
     return latest
 
 
+def resume_checkpoint(root: Path, start_from: Path | None) -> Checkpoint | None:
+    """Where a trial resumes: its own latest checkpoint, else the one it was started from.
+
+    `start_from` (KUBETUNE_START_CHECKPOINT) is a `step-<n>` directory of another trial,
+    a PBT donor's, read in place: a trial that cloned a donor starts from the donor's
+    weights at that step, and from its own checkpoints once it has saved one.
+    """
+    own = latest_checkpoint(root)
+    if own is not None or start_from is None:
+        return own
+    match = _CHECKPOINT_NAME.fullmatch(start_from.name)
+    if match and start_from.is_dir():
+        return Checkpoint(start_from, int(match.group(1)))
+    logger.warning("the checkpoint to start from, %s, is not a complete checkpoint; "
+                   "starting from scratch", start_from)
+    return None
+
+
 @contextlib.contextmanager
-def staged_checkpoint(root: Path, step: int, keep: int) -> Iterator[Path]:
-    """Yield an empty staging directory; on success publish it as `step-<step>`, keep `keep`."""
+def staged_checkpoint(root: Path, step: int, keep: int,
+                      kept_steps: Collection[int] = ()) -> Iterator[Path]:
+    """Yield an empty staging directory; on success publish it as `step-<step>`.
+
+    The `keep` highest steps are kept, and any at `kept_steps`
+    (KUBETUNE_KEEP_CHECKPOINT_STEPS: the steps other trials may clone).
+    """
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{step}-", dir=root))
     try:
         yield staging
@@ -59,7 +84,7 @@ def staged_checkpoint(root: Path, step: int, keep: int) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _publish(staging, root / f"step-{step:08d}")
-    _prune(root, keep)
+    _prune(root, keep, frozenset(kept_steps))
 
 
 def _publish(staging: Path, target: Path) -> None:
@@ -73,8 +98,8 @@ def _publish(staging: Path, target: Path) -> None:
         os.replace(staging, target)
 
 
-def _prune(root: Path, keep: int) -> None:
-    """Keep the `keep` highest-step checkpoints; remove leftovers of interrupted saves."""
+def _prune(root: Path, keep: int, kept_steps: frozenset[int] = frozenset()) -> None:
+    """Keep the `keep` highest-step checkpoints and those at `kept_steps`; remove leftovers."""
     complete: list[tuple[int, Path]] = []
     for child in root.iterdir():
         match = _CHECKPOINT_NAME.fullmatch(child.name)
@@ -82,8 +107,9 @@ def _prune(root: Path, keep: int) -> None:
             complete.append((int(match.group(1)), child))
         elif child.name.startswith((".staging-", ".replaced-")):
             shutil.rmtree(child, ignore_errors=True)
-    for _, path in sorted(complete, reverse=True)[keep:]:
-        shutil.rmtree(path, ignore_errors=True)
+    for step, path in sorted(complete, reverse=True)[keep:]:
+        if step not in kept_steps:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # --- rung records across attempts ------------------------------------------------------

@@ -26,8 +26,8 @@ from typing import Any
 from kubetune.contract import ENV_METRICS_PORT, ENV_TERMINATION_LOG
 from kubetune.trial.checkpoints import (
     Checkpoint,
-    latest_checkpoint,
     load_rungs,
+    resume_checkpoint,
     save_rungs,
     staged_checkpoint,
 )
@@ -227,7 +227,7 @@ class Session:
 
     def get_checkpoint(self) -> Checkpoint | None:
         """The complete checkpoint with the highest step, or None for a fresh trial."""
-        return latest_checkpoint(self.checkpoint_dir())
+        return resume_checkpoint(self.checkpoint_dir(), self.settings.start_checkpoint)
 
     @contextlib.contextmanager
     def save_checkpoint(self, step: int, *, keep: int = 2) -> Iterator[Path]:
@@ -243,7 +243,9 @@ class Session:
         if keep < 1:
             raise ValueError(f"save_checkpoint(keep={keep}): keep at least 1 checkpoint")
         root = self.checkpoint_dir()
-        with self._stop_deferred(), staged_checkpoint(root, step, keep) as staging:
+        with self._stop_deferred(), staged_checkpoint(
+            root, step, keep, self.settings.keep_checkpoint_steps
+        ) as staging:
             yield staging
 
     # --- internals ---------------------------------------------------------------------

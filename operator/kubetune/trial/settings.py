@@ -18,10 +18,12 @@ from kubetune.contract import (
     ENV_CHECKPOINT_DIR,
     ENV_CONFIG,
     ENV_EXPERIMENT,
+    ENV_KEEP_CHECKPOINT_STEPS,
     ENV_LINGER_SECONDS,
     ENV_METRIC,
     ENV_METRICS_PORT,
     ENV_MILESTONES,
+    ENV_START_CHECKPOINT,
     ENV_STOP_GRACE_SECONDS,
     ENV_TERMINATION_LOG,
     ENV_TRIAL,
@@ -40,6 +42,10 @@ class TrialSettings:
     milestones: tuple[int, ...] = ()
     metric: str | None = None
     checkpoint_dir: Path | None = None
+    start_checkpoint: Path | None = None
+    """Another trial's checkpoint to start from while checkpoint_dir has none (a PBT donor's)."""
+    keep_checkpoint_steps: tuple[int, ...] = ()
+    """Steps whose checkpoints are never pruned: other trials may clone them."""
     termination_log: Path = Path("/dev/termination-log")
     linger_seconds: float = 30.0
     stop_grace_seconds: float = 5.0
@@ -57,6 +63,7 @@ class TrialSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TrialSettings:
         env = os.environ if environ is None else environ
         checkpoint_dir = env.get(ENV_CHECKPOINT_DIR, "")
+        start_checkpoint = env.get(ENV_START_CHECKPOINT, "")
         return cls(
             config=_parse_config(env.get(ENV_CONFIG, "")),
             experiment=env.get(ENV_EXPERIMENT, ""),
@@ -65,6 +72,9 @@ class TrialSettings:
             milestones=_parse_milestones(env.get(ENV_MILESTONES, "")),
             metric=env.get(ENV_METRIC) or None,
             checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+            start_checkpoint=Path(start_checkpoint) if start_checkpoint else None,
+            keep_checkpoint_steps=_parse_steps(
+                ENV_KEEP_CHECKPOINT_STEPS, env.get(ENV_KEEP_CHECKPOINT_STEPS, "")),
             termination_log=Path(env.get(ENV_TERMINATION_LOG) or "/dev/termination-log"),
             linger_seconds=_parse_number(env, ENV_LINGER_SECONDS, 30.0),
             stop_grace_seconds=_parse_number(env, ENV_STOP_GRACE_SECONDS, 5.0),
@@ -84,12 +94,14 @@ def _parse_config(text: str) -> dict[str, Any]:
 
 
 def _parse_milestones(text: str) -> tuple[int, ...]:
+    return _parse_steps(ENV_MILESTONES, text)
+
+
+def _parse_steps(name: str, text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError as exc:
-        raise ValueError(
-            f"{ENV_MILESTONES} must be comma-separated integers, got {text!r}"
-        ) from exc
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from exc
 
 
 def _parse_number(env: Mapping[str, str], name: str, default: float) -> float:
