@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         TuneConfig,
     )
     from kubetune.client.results import Result, ResultGrid
+    from kubetune.client.searchers import OptunaSearch
     from kubetune.client.tuner import Tuner
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "FIFOScheduler",
     "FailureConfig",
     "MedianStoppingRule",
+    "OptunaSearch",
     "Result",
     "ResultGrid",
     "RunConfig",
@@ -50,6 +52,7 @@ _CLIENT_NAMES = {
     "MedianStoppingRule": "kubetune.client.config",
     "RunConfig": "kubetune.client.config",
     "TuneConfig": "kubetune.client.config",
+    "OptunaSearch": "kubetune.client.searchers",
     "Result": "kubetune.client.results",
     "ResultGrid": "kubetune.client.results",
     "Tuner": "kubetune.client.tuner",

@@ -35,6 +35,7 @@ from kubetune.client.domains import (
     uniform,
 )
 from kubetune.client.results import Result, ResultGrid
+from kubetune.client.searchers import OptunaSearch
 from kubetune.client.tuner import Tuner
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "FIFOScheduler",
     "FailureConfig",
     "MedianStoppingRule",
+    "OptunaSearch",
     "Result",
     "ResultGrid",
     "RunConfig",

@@ -64,11 +64,12 @@ Scheduler = FIFOScheduler | ASHAScheduler | MedianStoppingRule
 
 @dataclass
 class TuneConfig:
-    """Ray's TuneConfig. search_alg is "random" (Ray's BasicVariantGenerator) or "grid"."""
+    """Ray's TuneConfig. search_alg is "random" (Ray's BasicVariantGenerator), "grid", one of
+    Optuna's samplers ("tpe", "gp", "qmc"), or kubetune.OptunaSearch(...) with its options."""
 
     metric: str | None = None
     mode: Literal["min", "max"] | None = None
-    search_alg: Literal["random", "grid"] | None = None
+    search_alg: Any = None
     scheduler: Scheduler | None = None
     num_samples: int = 1
     max_concurrent_trials: int | None = None

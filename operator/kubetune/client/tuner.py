@@ -40,6 +40,7 @@ from kubetune.client.config import FIFOScheduler, RunConfig, TuneConfig
 from kubetune.client.errors import TuneError
 from kubetune.client.experiments import ExperimentClient
 from kubetune.client.results import ResultGrid
+from kubetune.client.searchers import search_algorithm_spec
 from kubetune.contract import EXPERIMENT_TERMINAL_PHASES
 
 if TYPE_CHECKING:
@@ -168,11 +169,7 @@ class Tuner:
             "scheduler": (tc.scheduler or FIFOScheduler()).to_spec(),
             "trialTemplate": self._pod_template(),
         }
-        algorithm: dict[str, Any] = {}
-        if tc.search_alg is not None:
-            algorithm["type"] = tc.search_alg
-        if tc.seed is not None:
-            algorithm["seed"] = tc.seed
+        algorithm = search_algorithm_spec(tc.search_alg, tc.seed)
         if algorithm:
             spec["searchAlgorithm"] = algorithm
         if tc.max_concurrent_trials is not None:
