@@ -9,9 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The operator extra only: no trainer (no torch), no pandas or matplotlib (the client's).
+# searchAlgorithm.type gp needs torch: build with --build-arg EXTRAS=gp for it.
+ARG EXTRAS=operator
 COPY pyproject.toml README.md LICENSE /src/
 COPY operator/kubetune /src/operator/kubetune
-RUN pip install --no-cache-dir '/src[operator]' && rm -rf /src
+RUN pip install --no-cache-dir "/src[${EXTRAS}]" && rm -rf /src
 
 # Numeric UID so that the pod's runAsNonRoot can verify it. HOME is /tmp, the one
 # writable directory (an emptyDir) under the chart's read-only root filesystem.

@@ -23,7 +23,7 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = {"pandas", "matplotlib", "numpy", "torch"}
+HEAVY = {"pandas", "matplotlib", "torch"}  # numpy comes with optuna, the operator's search
 
 
 def _uv() -> str:
