@@ -2,7 +2,8 @@
 
 The runner ignores images (every container runs as a local process in this Python
 environment), but it imitates what a kubelet reports when an image cannot be had,
-so an operator's handling of it can be tested on the dev cluster:
+so an operator's handling of it can be tested on the dev cluster (what the process
+is given, and what it is not, is `sandbox`'s):
 
 - an image whose registry host ends in `.invalid` (a name that never resolves, RFC
   2606) cannot be pulled: ErrImagePull, then ImagePullBackOff, forever;
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune import contract
+from kubetune.devcluster import sandbox
 from kubetune.devcluster.podenv import expand
 from kubetune.devcluster.podstatus import now
 
@@ -108,6 +110,18 @@ class LocalContainer:
         self.signal(signal.SIGKILL)
         return True
 
+    def termination_message(self, log_file: Path) -> str:
+        """What the container wrote to its termination log, else (FallbackToLogsOnError,
+        after a failure) the end of its output, as the kubelet reports it."""
+        text = ""
+        with contextlib.suppress(OSError):
+            text = self.message_file.read_text(errors="replace")
+        if not text and self.exit_code != 0 and self.fallback_to_logs:
+            with contextlib.suppress(OSError):
+                text = "\n".join(log_file.read_text(errors="replace").splitlines()[-80:])
+                text = text[-2048:]
+        return text[:contract.TERMINATION_MESSAGE_LIMIT]
+
     def exited(self) -> int | None:
         """The exit code once the process has exited (128 + n for signal n), else None."""
         code = self.proc.poll()
@@ -117,9 +131,18 @@ class LocalContainer:
 
 
 def start_container(container: dict[str, Any], env: dict[str, str], workdir: Path,
-                log_file: Path, pod_name: str) -> LocalContainer | str:
-    """Start one container's process; the reason as text when it cannot start."""
+                    log_file: Path, pod_name: str, *, home: Path | None = None,
+                    state_dir: Path | None = None) -> LocalContainer | str:
+    """Start one container's process; the reason as text when it cannot start.
+
+    The process gets `env` and what the runner adds in place of an image, never the
+    runner's own environment; its HOME is `home` and its working directory `workdir`
+    (or its `workingDir`, unless that reaches into `state_dir`): see `sandbox`.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
+    home = home or workdir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     message_file = workdir / "termination-log"
     env[contract.ENV_TERMINATION_LOG] = str(message_file)
     env.setdefault("HOSTNAME", pod_name)
@@ -129,12 +152,10 @@ def start_container(container: dict[str, Any], env: dict[str, str], workdir: Pat
                 "it cannot read the image's entrypoint")
     if argv[0] in ("python", "python3"):
         argv[0] = sys.executable
-    cwd = container.get("workingDir")
-    if not cwd or not Path(cwd).is_dir():
-        cwd = str(workdir)
+    cwd = sandbox.working_dir(container.get("workingDir"), workdir, state_dir)
     with open(log_file, "ab") as out:
         try:
-            proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=cwd, stdout=out,
+            proc = subprocess.Popen(argv, env=sandbox.process_env(env, home), cwd=cwd, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         except OSError as e:

@@ -35,6 +35,7 @@ from kubetune.devcluster import components
 from kubetune.devcluster.binaries import Binaries, find_binaries
 from kubetune.devcluster.pki import Pki, make_pki
 from kubetune.devcluster.processes import free_port, start_detached, terminate
+from kubetune.devcluster.sandbox import pods_root
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class LocalCluster:
             (self.state_dir / CLUSTER_STATE_FILE).unlink()
         else:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+            shutil.rmtree(pods_root(self.state_dir), ignore_errors=True)
         self._state = None
 
     def stop(self, component: str) -> None:

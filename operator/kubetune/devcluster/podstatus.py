@@ -7,13 +7,10 @@ exit code, reason and termination message.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from kubetune import contract
-
-_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 
 
 def now() -> str:
@@ -95,14 +92,14 @@ def terminated_status(pid: int | None, code: int, message: str, reason: str,
 
 
 def target_labels(pod: dict[str, Any]) -> dict[str, str]:
-    """Prometheus target labels from the pod, never from the trial: its namespace, name and
-    labels, with the experiment and trial labels also under their short names."""
+    """Prometheus target labels from the pod's metadata, never from the trial nor from its
+    other labels, as the chart's relabelling sets them: `namespace` and `pod` from the pod,
+    `experiment`, `trial` and `attempt` from the kubetune labels only. So a pod label named
+    `namespace` (or `experiment`) cannot move its series into another experiment."""
     meta = pod["metadata"]
-    labels = {"namespace": meta["namespace"], "pod": meta["name"]}
-    for key, value in (meta.get("labels") or {}).items():
-        labels[_LABEL.sub("_", key)] = value
     own = meta.get("labels") or {}
-    for short, key in (("experiment", contract.EXPERIMENT_LABEL), ("trial", contract.TRIAL_LABEL)):
-        if key in own:
-            labels[short] = own[key]
+    labels = {short: own[key] for short, key in (
+        ("experiment", contract.EXPERIMENT_LABEL), ("trial", contract.TRIAL_LABEL),
+        ("attempt", contract.ATTEMPT_LABEL)) if key in own}
+    labels.update({"namespace": meta["namespace"], "pod": meta["name"]})
     return labels

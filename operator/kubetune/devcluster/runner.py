@@ -5,7 +5,10 @@ Of the kubelet it imitates what an operator can observe through the API:
 - start: each of a bound pod's containers runs as a local process in this
   Python environment (the image is ignored): command/args with `$(VAR)`
   expansion and the env the kubelet would build (`podenv`), each in a process
-  group of its own;
+  group of its own. Like a container, it gets only the pod's env (plus PATH,
+  a HOME of its own and this Python's path), never the runner's, and a working
+  directory per pod outside the state dir that holds the admin kubeconfig and
+  the PKI (`sandbox`);
 - images: a reference that does not parse is InvalidImageName, and an image
   whose registry host ends in `.invalid` cannot be pulled (ErrImagePull, then
   ImagePullBackOff, for as long as the pod exists); an env reference to a
@@ -26,8 +29,9 @@ Of the kubelet it imitates what an operator can observe through the API:
 - logs: the containers' output goes to one file (`contract.pod_log_path`),
   which `kubetune logs` reads (there is no kubelet API to stream it from);
 - scraping: the pod's metrics port is registered with Prometheus through
-  file-based service discovery, with the pod's namespace and labels as target
-  labels (so a trial cannot speak for another).
+  file-based service discovery with the chart's target labels: namespace and
+  pod from the pod, experiment/trial/attempt from its kubetune labels only (a
+  pod label `namespace` moves nothing), so a trial cannot speak for another.
 
 Not imitated: init containers, probes, restarts (restartPolicy is Never for
 trials), volumes and CPU limits. Pods share the host network here, so each pod's
@@ -69,6 +73,7 @@ from kubetune.devcluster.podstatus import (
     waiting_status,
 )
 from kubetune.devcluster.processes import free_port
+from kubetune.devcluster.sandbox import pods_root
 
 log = logging.getLogger("kubetune.runner")
 
@@ -106,7 +111,7 @@ class Runner:
         self.api = api
         self.state_dir = state_dir
         self.sd_dir = state_dir / "sd"
-        self.pods_dir = state_dir / "pods"
+        self.pods_dir = pods_root(state_dir)
         self.sd_dir.mkdir(parents=True, exist_ok=True)
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         self.local: dict[str, LocalPod] = {}
@@ -199,7 +204,8 @@ class Runner:
                 metrics_port = free_port()
                 env[contract.ENV_METRICS_PORT] = str(metrics_port)
             started_container = start_container(container, env, workdir / container["name"],
-                                                log_file, name)
+                                                log_file, name, home=workdir / "home",
+                                                state_dir=self.state_dir)
             if isinstance(started_container, str):
                 for c in containers:
                     c.signal(signal.SIGKILL)
@@ -262,20 +268,10 @@ class Runner:
             else:
                 state = {"terminated": {
                     "exitCode": c.exit_code, "reason": c.reason,
-                    "message": self._message(local, c), "startedAt": c.started_at,
+                    "message": c.termination_message(local.log_file), "startedAt": c.started_at,
                     "finishedAt": c.finished_at}}
             entries.append(container_entry(c.name, c.image, c.proc.pid, state))
         return containers_status(entries, local.started_at)
-
-    def _message(self, local: LocalPod, c: LocalContainer) -> str:
-        text = ""
-        with contextlib.suppress(OSError):
-            text = c.message_file.read_text(errors="replace")
-        if not text and c.exit_code != 0 and c.fallback_to_logs:
-            with contextlib.suppress(OSError):
-                text = "\n".join(local.log_file.read_text(errors="replace").splitlines()[-80:])
-                text = text[-2048:]
-        return text[:contract.TERMINATION_MESSAGE_LIMIT]
 
     def reap_once(self) -> None:
         self._retry_waiting()
