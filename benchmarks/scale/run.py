@@ -263,8 +263,9 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
     # API writes: the operator's own counters, plus the Events it posted.
     writes = {k.split("{", 1)[1].rstrip("}"): v for k, v in op_metrics.items()
               if k.startswith("kubetune_api_writes_total")}
-    operator_events = [e for e in events if (e.source and e.source.component == "kopf")
-                       or (e.reporting_component or "") == "kopf"]
+    ours = ("kubetune-operator", "kopf")  # the reporting component, and what it was before
+    operator_events = [e for e in events if (e.source and e.source.component in ours)
+                       or (e.reporting_component or "") in ours]
     event_count = len(operator_events) or len(events)
     write_total = sum(writes.values()) + event_count
     per_trial_status = [t.events.get("MODIFIED", 0) for t in trials.values()]

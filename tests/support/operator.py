@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,17 @@ def install_crds(api: client.ApiClient) -> None:
 
 
 class OperatorProcess:
+    """`python -m kubetune` against the test cluster; `name` names its log (operator.log by
+    default), `args` are extra flags (e.g. --leader-elect)."""
+
     def __init__(self, cluster: LocalCluster, log_dir: Path, tick: float = 1.0,
-                 env: dict[str, str] | None = None, kubeconfig: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, kubeconfig: Path | None = None,
+                 args: list[str] | None = None, name: str = "operator") -> None:
         self.cluster = cluster
-        self.log = log_dir / "operator.log"
+        self.log = log_dir / f"{name}.log"
         self.tick = tick
         self.env = env or {}
+        self.args = args or []
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
@@ -63,7 +69,8 @@ class OperatorProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "kubetune", "--kubeconfig", str(self.kubeconfig),
                  "--prometheus-url", self.cluster.prometheus_url, "--tick", str(self.tick),
-                 "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port)],
+                 "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
+                 *self.args],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, **self.env})
         deadline = time.monotonic() + 60
@@ -84,6 +91,32 @@ class OperatorProcess:
 
     def metrics(self) -> str:
         return requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
+
+@contextlib.contextmanager
+def session_operator_stopped(proc: OperatorProcess) -> Iterator[None]:
+    """The session's operator stopped for a block, for tests that run operators of their own
+    (it would act on their experiments too), and started again after it."""
+    proc.kill()
+    try:
+        yield
+    finally:
+        proc.start()
+
+
+def leader_elected_operators(cluster: LocalCluster, log_dir: Path, count: int, *,
+                             lease: str, tick: float = 1.0, duration: int = 4,
+                             renew: int = 3, retry: int = 1) -> list[OperatorProcess]:
+    """`count` operators (not started) competing for the Lease `lease` in `default`, each
+    with its own identity (`op-0`, `op-1`, ... and a random suffix) and log."""
+    env = {"KUBETUNE_LEASE_DURATION_SECONDS": str(duration),
+           "KUBETUNE_LEASE_RENEW_DEADLINE_SECONDS": str(renew),
+           "KUBETUNE_LEASE_RETRY_PERIOD_SECONDS": str(retry)}
+    return [OperatorProcess(cluster, log_dir, tick=tick, name=f"op-{i}",
+                            env={**env, "KUBETUNE_POD_NAME": f"op-{i}"},
+                            args=["--leader-elect", "--lease-name", lease,
+                                  "--lease-namespace", "default"])
+            for i in range(count)]
 
 
 def scripted_experiment(name: str, qualities: list[float], *, concurrency: int = 3,

@@ -2,6 +2,9 @@
 
 Registration only: each handler hands its work to reconcile.py (one tick of one
 experiment) or configures kopf and the per-operator context kept in kopf's memo.
+With leader election on, main.py puts the process's `Leadership` in the memo
+(`memo.leadership`): every API write of the operator first checks that the Lease
+is still held, and Events name the replica that posted them (reportingInstance).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from kubetune import contract
 from kubetune.api import EXPERIMENT_PLURAL, GROUP, VERSION
 from kubetune.controller.failures import ErrorHistory
 from kubetune.controller.gateway import Gateway
+from kubetune.controller.leader import Leadership
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.prometheus import PrometheusSource
 from kubetune.controller.reconcile import OperatorContext, reconcile_once
@@ -39,8 +43,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
                   **_: Any) -> None:
-        _configure_kopf(settings)
-        memo.kubetune = _context(ours)
+        _configure_kopf(settings, ours)
+        memo.kubetune = _context(ours, memo.get("leadership"))
         start_http_server(ours.metrics_port, registry=memo.kubetune.metrics.registry)
         logger.info("kubetune operator: Prometheus at %s, tick %.1fs", ours.prometheus_url,
                     ours.tick_seconds)
@@ -73,7 +77,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             logger.warning("forgetting the experiment's metrics failed: %s", e)
 
 
-def _configure_kopf(settings: kopf.OperatorSettings) -> None:
+def _configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | None = None) -> None:
     # Our own annotations and finalizer name, so kopf's bookkeeping reads as kubetune's.
     settings.persistence.finalizer = contract.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
@@ -86,6 +90,10 @@ def _configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Every Event is posted explicitly (failures rate-limited, reconcile.py): kopf's own
     # log lines (a success or a retry per tick) never become Events.
     settings.posting.level = logging.CRITICAL
+    # Events say which operator replica took the decision ("From" in kubectl describe).
+    settings.posting.reporting_component = "kubetune-operator"
+    if ours is not None and ours.identity:
+        settings.posting.reporting_instance = ours.identity
     # Reconnect watches well before proxies and load balancers drop idle streams
     # (https://kopf.readthedocs.io/en/stable/configuration/#networking-timeouts).
     settings.watching.server_timeout = 120
@@ -93,17 +101,24 @@ def _configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.execution.max_workers = 32
 
 
-def _context(settings: OperatorSettings) -> OperatorContext:
+def _context(settings: OperatorSettings, leadership: Leadership | None = None) -> OperatorContext:
     metrics = OperatorMetrics()
+
+    def count_write(verb: str, resource: str) -> None:
+        if leadership is not None:
+            leadership.check()  # exits the process when the Lease may be someone else's
+        metrics.count_write(verb, resource)
+
     return OperatorContext(
-        settings=settings, gateway=Gateway(_api_client(settings), count_write=metrics.count_write),
+        settings=settings, gateway=Gateway(api_client(settings), count_write=count_write),
         prometheus=PrometheusSource(settings.prometheus_url, observe=metrics.observe_query),
         metrics=metrics,
     )
 
 
-def _api_client(settings: OperatorSettings) -> client.ApiClient:
-    # In-cluster first, as kopf's login does, so both talk to the same apiserver.
+def api_client(settings: OperatorSettings) -> client.ApiClient:
+    """A client of the apiserver: in-cluster first, as kopf's login does, so both talk to the
+    same apiserver."""
     try:
         config.load_incluster_config()
     except config.ConfigException:

@@ -12,6 +12,12 @@ it is needed. For the finished pods whose trial's result is not recorded yet,
 the same query adds `last_over_time` of their own series (by the `pod` target
 label), which reads past the staleness marker: the results come from
 Prometheus whatever the termination message says.
+
+An experiment may name its own Prometheus (spec.prometheus.url) only where the
+operator's configuration allows it (`experiment_url_refusal`): otherwise anyone
+who may create an experiment could make the operator send requests, from inside
+the cluster, to any address they name, and read what came back in the status.
+The check looks at the URL's text alone, before any connection is made.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 import requests
 
@@ -76,6 +83,77 @@ def experiment_query(namespace: str, experiment: str, finished_pods: Sequence[st
         return live
     last = experiment_selector(namespace, experiment, finished_pods)
     return f"{live} or last_over_time({last}[{FINISHED_LOOKBACK}])"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+URLS_OFF = ("this operator reads trial metrics only from its own Prometheus: per-experiment "
+            "Prometheus URLs are turned off in its configuration (experimentPrometheus."
+            "allowedUrlPrefixes). Remove spec.prometheus to use the operator's Prometheus")
+URL_NOT_ALLOWED = ("the URL is not under any prefix this operator's configuration allows for "
+                   "an experiment's own Prometheus (experimentPrometheus.allowedUrlPrefixes). "
+                   "Remove spec.prometheus to use the operator's Prometheus, or ask the "
+                   "operator's administrators to allow this server")
+
+
+def _split(url: str) -> SplitResult | None:
+    """The URL's parts when it is a plain http(s) base URL that cannot hide another target:
+    no credentials, query, fragment, escapes, backslashes, spaces or dot segments."""
+    if any(c in url for c in "%\\@") or any(not 0x21 <= ord(c) <= 0x7E for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.query or parts.fragment:
+        return None
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
+        return None
+    return parts
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int]:
+    return parts.scheme, parts.hostname or "", parts.port or _DEFAULT_PORTS[parts.scheme]
+
+
+def url_prefix_problem(prefix: str) -> str | None:
+    """Why `prefix` cannot be an allowed URL prefix (the operator's setting), or None."""
+    if _split(prefix) is None:
+        return (f"{prefix!r} is not an http:// or https:// URL of a host (no credentials, "
+                "query, fragment or escapes)")
+    return None
+
+
+def url_allowed(url: str, prefixes: Sequence[str]) -> bool:
+    """True when `url` has the scheme, host and port of one of `prefixes` and its path is that
+    prefix's path or below it (whole path segments: /prom allows /prom/x, not /prometheus)."""
+    parts = _split(url)
+    if parts is None:
+        return False
+    path = parts.path.rstrip("/")
+    for prefix in prefixes:
+        allowed = _split(prefix)
+        if allowed is None or _origin(allowed) != _origin(parts):
+            continue
+        base = allowed.path.rstrip("/")
+        if path == base or path.startswith(base + "/"):
+            return True
+    return False
+
+
+def experiment_url_refusal(url: str, prefixes: Sequence[str], operator_url: str) -> str | None:
+    """Why this operator will not query an experiment's `url`, or None when it may.
+
+    The operator's own Prometheus is always allowed; any other URL only under one of
+    `prefixes` (none by default). The message depends on the URL's text alone: it says
+    nothing about the server it names, and no request is made to find out.
+    """
+    if url.rstrip("/") == operator_url.rstrip("/"):
+        return None
+    if not prefixes:
+        return URLS_OFF
+    return None if url_allowed(url, prefixes) else URL_NOT_ALLOWED
 
 
 def _number(text: str) -> float:

@@ -47,7 +47,11 @@ from kubetune.controller.gateway import ApiCallError, Gateway
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.planner import ExperimentView, Plan, PodView, TrialView, plan_tick
 from kubetune.controller.planner.trial import TERMINAL
-from kubetune.controller.prometheus import MetricsUnavailable, PrometheusSource
+from kubetune.controller.prometheus import (
+    MetricsUnavailable,
+    PrometheusSource,
+    experiment_url_refusal,
+)
 from kubetune.controller.settings import OperatorSettings
 from kubetune.search import BasicVariantSampler
 
@@ -163,6 +167,7 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
     gw = ctx.gateway
     spec = validate_experiment_spec(dict(body.get("spec") or {}))
     _check_template(spec)
+    _check_prometheus_url(ctx.settings, spec)
     trials = gw.list_trials(namespace, name)
     pods = gw.list_pods(namespace, name)
     trial_views = [TrialView.from_body(t) for t in trials]
@@ -216,6 +221,17 @@ def _check_template(spec: TuneExperimentSpec) -> None:
         names = ", ".join(sorted(params))
         raise SpecError("spec.trialTemplate", f"${{params.{unknown[0]}}} in the container's "
                         f"command/args names no search-space parameter; the parameters are: {names}")
+
+
+def _check_prometheus_url(settings: OperatorSettings, spec: TuneExperimentSpec) -> None:
+    """Refuse an experiment's own Prometheus unless the configuration allows it (before any
+    request is made to it)."""
+    if spec.prometheus is None:
+        return
+    refusal = experiment_url_refusal(spec.prometheus.url, settings.experiment_prometheus_prefixes,
+                                     settings.prometheus_url)
+    if refusal is not None:
+        raise SpecError("spec.prometheus.url", refusal)
 
 
 def _fail_invalid(ctx: OperatorContext, body: kopf.Body, error: SpecError,

@@ -1,0 +1,131 @@
+"""Two operators on the real control plane: one leads, the other stands by and takes over
+after the leader is SIGKILLed, within the lease duration; every decision has one Event and
+the experiment ends as it does under a single operator."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.integration.kube import wait_for
+from tests.integration.test_operator import create, trials, wait_phase
+from tests.support.operator import (
+    OperatorProcess,
+    leader_elected_operators,
+    scripted_experiment,
+    session_operator_stopped,
+)
+
+QUALITIES = [0.5, 0.9, 0.3, 0.8, 0.2, 0.95, 0.4, 0.7, 0.1]
+SCHEDULER = {"type": "asha", "maxT": 9, "gracePeriod": 1, "reductionFactor": 3,
+             "decisionOrder": "trialIndex"}
+DURATION, RENEW, RETRY = 4, 3, 1
+"""Lease timings of the test's operators (seconds): failover within about 4 s."""
+
+
+def holder(api_client: client.ApiClient, lease: str) -> str | None:
+    try:
+        got = client.CoordinationV1Api(api_client).read_namespaced_lease(lease, "default")
+    except client.exceptions.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    return got.spec.holder_identity if got.spec else None
+
+
+def events(api_client: client.ApiClient, namespace: str) -> list[Any]:
+    items = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+    return [e for e in items if e.reporting_component == "kubetune-operator"]
+
+
+def outcome(api_client: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    exp = wait_phase(api_client, namespace, name, ("Succeeded", "Failed"), timeout=300)
+    best = exp["status"].get("bestTrial") or {}
+    return {"phase": exp["status"]["phase"], "best": best.get("name"),
+            "trials": {n: (t["status"]["state"], t["spec"]["params"])
+                       for n, t in sorted(trials(api_client, namespace).items())}}
+
+
+@pytest.fixture
+def second_namespace(api_client: client.ApiClient) -> Iterator[str]:
+    core = client.CoreV1Api(api_client)
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    wait_for(lambda: any(sa.metadata.name == "default"
+                         for sa in core.list_namespaced_service_account(name).items),
+             what="the default ServiceAccount")
+    yield name
+    core.delete_namespace(name)
+
+
+def test_two_operators_one_leads_the_other_takes_over_after_sigkill(
+        cluster, api_client, namespace, second_namespace, operator: OperatorProcess,
+        tmp_path) -> None:
+    # The same experiment under one operator first (the session's): the reference outcome.
+    create(api_client, namespace, scripted_experiment("lead", QUALITIES, scheduler=SCHEDULER))
+    single = outcome(api_client, namespace, "lead")
+    assert single["phase"] == "Succeeded"
+
+    lease = f"kubetune-test-{uuid.uuid4().hex[:6]}"
+    first, second = leader_elected_operators(cluster, tmp_path, 2, lease=lease,
+                                             duration=DURATION, renew=RENEW, retry=RETRY)
+    with session_operator_stopped(operator):
+        try:
+            first.start()
+            leader = wait_for(lambda: holder(api_client, lease), timeout=30, what="a leader")
+            assert leader.startswith("op-0_")
+            second.start()  # answers /healthz as a standby
+            time.sleep(2 * RETRY)
+            assert holder(api_client, lease) == leader, "the standby must not take a held Lease"
+
+            ns = second_namespace
+            create(api_client, ns, scripted_experiment("lead", QUALITIES, scheduler=SCHEDULER))
+
+            def some_trials_done() -> bool:
+                ts = trials(api_client, ns)
+                done = [t for t in ts.values()
+                        if (t.get("status") or {}).get("state") in ("Succeeded", "Pruned")]
+                created = [e for e in events(api_client, ns) if e.reason == "TrialCreated"]
+                # Kill between ticks: every trial created so far has had its Event posted.
+                return len(done) >= 2 and len(created) == len(ts) < len(QUALITIES)
+
+            wait_for(some_trials_done, timeout=120, interval=0.1, what="two trials done")
+            standby_log = second.log.read_text()
+            assert "stands by" in standby_log and "kubetune operator:" not in standby_log, \
+                "the standby must not start reconciling while the leader lives"
+            before = {e.metadata.uid for e in events(api_client, ns)}
+            assert before and all(e.reporting_instance == leader
+                                  for e in events(api_client, ns)), "only the leader posts"
+
+            killed_at = time.monotonic()
+            first.kill()  # SIGKILL: no release, the Lease must expire
+            new = wait_for(lambda: (h := holder(api_client, lease)) != leader and h,
+                           timeout=30, interval=0.1, what="the standby to take over")
+            takeover = time.monotonic() - killed_at
+            print(f"\ntakeover after SIGKILL: {takeover:.1f}s (lease duration {DURATION}s, "
+                  f"retry period {RETRY}s)")
+            assert new.startswith("op-1_")
+            # The standby may take the Lease a lease duration after it last saw it renewed,
+            # which is at most one retry period before the kill, plus its own retry period.
+            assert takeover <= DURATION + 2 * RETRY + 1.0
+
+            two = outcome(api_client, ns, "lead")
+        finally:
+            first.kill()
+            second.kill()
+
+    assert two == single, "two operators with a failover decide as one operator does"
+    posted = events(api_client, ns)
+    per_decision = Counter((e.involved_object.kind, e.involved_object.name, e.reason, e.message)
+                           for e in posted)
+    assert max(per_decision.values()) == 1, [k for k, n in per_decision.items() if n > 1]
+    created = Counter(e.involved_object.name for e in posted if e.reason == "TrialCreated")
+    assert created == Counter(two["trials"].keys()), "one TrialCreated Event per trial, none lost"
+    after = [e for e in posted if e.metadata.uid not in before]
+    assert after and all(e.reporting_instance == new for e in after)
