@@ -244,8 +244,12 @@ def test_users_bound_to_the_builtin_view_and_edit_roles_get_exactly_the_kubetune
 def test_operator_with_the_charts_service_account_completes_an_experiment(
         chart_cluster: LocalCluster, admin: client.ApiClient, sa_kubeconfig: Path,
         tmp_path: Path) -> None:
+    # With the chart's leader election: its Lease rule must let the operator lead.
     operator = OperatorProcess(chart_cluster, tmp_path, kubeconfig=sa_kubeconfig,
-                               env={"KUBETUNE_NAMESPACES": WATCHED})
+                               env={"KUBETUNE_NAMESPACES": WATCHED,
+                                    "KUBETUNE_LEADER_ELECTION": "true",
+                                    "KUBETUNE_LEASE_NAME": f"{SA}-leader",
+                                    "KUBETUNE_LEASE_NAMESPACE": RELEASE_NS})
     operator.start()
     custom = client.CustomObjectsApi(admin)
     try:
@@ -263,6 +267,7 @@ def test_operator_with_the_charts_service_account_completes_an_experiment(
         operator.kill()
     log = operator.log.read_text()
     assert exp["status"]["phase"] == "Succeeded", exp["status"]
+    assert f"leads (Lease {RELEASE_NS}/{SA}-leader)" in log
     assert "kubetune.io/finalizer" in exp["metadata"].get("finalizers", []), "kopf patched its finalizer"
     trials = custom.list_namespaced_custom_object("kubetune.io", "v1alpha1", WATCHED, "tunetrials")["items"]
     states = {t["metadata"]["name"]: t["status"]["state"] for t in trials}

@@ -230,7 +230,9 @@ def test_metrics_service_selects_the_operator_pod_by_its_metrics_port() -> None:
 # -- RBAC -------------------------------------------------------------------------------
 def test_cluster_wide_install_gets_one_cluster_role_with_exactly_the_operator_rules() -> None:
     objects = render()
-    assert not find(objects, "Role") and not find(objects, "RoleBinding")
+    # The one Role of a cluster-wide install is leader election's, on its Lease.
+    assert [r["metadata"]["name"] for r in [*find(objects, "Role"), *find(objects, "RoleBinding")]
+            ] == [f"{FULLNAME}-leader-election"] * 2
     role = one(objects, "ClusterRole", FULLNAME)
     assert rule_table(role["rules"]) == expected(NAMESPACED_RULES, CRD_RULE)
     binding = one(objects, "ClusterRoleBinding", FULLNAME)
