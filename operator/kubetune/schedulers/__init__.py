@@ -15,6 +15,7 @@ import inspect
 from typing import Any
 
 from kubetune.api import Decision, RungRecord, RungSummary
+from kubetune.schedulers._pbt_explore import Mutation
 from kubetune.schedulers.asha import ASHAScheduler, AsyncHyperBandScheduler
 from kubetune.schedulers.base import TrialScheduler, Verdict
 from kubetune.schedulers.fifo import FIFOScheduler
@@ -41,6 +42,7 @@ __all__ = [
     "FIFOScheduler",
     "MedianStoppingRule",
     "MemberState",
+    "Mutation",
     "PopulationBasedTraining",
     "RungRecord",
     "RungSummary",
