@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kubetune.schedulers import MemberState, PopulationBasedTraining
+from kubetune.schedulers import MemberState, PopulationBasedTraining, check_steps
 from kubetune.schedulers._pbt_explore import explore, quantiles
 from kubetune.search import RandInt, Uniform
 
@@ -179,3 +179,17 @@ def test_restored_states_take_the_same_decisions_as_the_uninterrupted_run() -> N
 def test_bad_arguments_are_refused_with_the_rule(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _pbt(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("interval", "burn_in", "steps"),
+    [(2, 0, [2, 4, 6, 8, 10]), (5, 0, [5, 10]), (2.5, 0, [3, 6, 9]), (2, 5, [5, 7, 9]),
+     (60, 0, [])],
+)
+def test_check_steps_are_where_a_trial_reporting_every_step_is_checked(
+        interval: float, burn_in: float, steps: list[int]) -> None:
+    assert check_steps(interval, burn_in, 10) == steps
+    pbt = _pbt(perturbation_interval=interval, burn_in_period=burn_in)
+    pbt.add_trial("t", {"lr": 0.1})
+    checked = [step for step in range(1, 11) if pbt.on_result("t", step, 1.0) is not None]
+    assert checked == steps

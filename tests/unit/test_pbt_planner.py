@@ -160,3 +160,14 @@ def test_config_history_lists_each_exploit_with_its_donor() -> None:
     assert history[1][:2] == (4, "t-0") and history[1][2] == status["config"]
     assert config_history(member_status(pbt, "t-0").model_dump(by_alias=True)) == [
         (0.0, "", {"opt": "adam"})]
+
+
+def test_a_trial_that_exploits_takes_no_later_observation_of_the_tick() -> None:
+    pbt = build_pbt(_spec(hyperparamMutations={"opt": ["sgd", "adam"]}), metric="acc", mode="max")
+    for i in range(2):
+        pbt.add_trial(f"t-{i}", {"opt": "sgd"})
+    seen = [Observation(i, f"t-{i}", step, 1.0 - i) for step in (2, 4) for i in (0, 1)]
+    seen.append(Observation(1, "t-1", 6, 9.0))  # made before the exploit at 4 was acted on
+    checks = run_checks(pbt, seen)
+    assert checks[-1].trial == "t-1" and checks[-1].exploit is not None
+    assert pbt.state("t-1").last_score == 0.0

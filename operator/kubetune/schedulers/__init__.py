@@ -20,7 +20,13 @@ from kubetune.schedulers.asha import ASHAScheduler, AsyncHyperBandScheduler
 from kubetune.schedulers.base import TrialScheduler, Verdict
 from kubetune.schedulers.fifo import FIFOScheduler
 from kubetune.schedulers.median import MedianStoppingRule
-from kubetune.schedulers.pbt import Check, Exploit, MemberState, PopulationBasedTraining
+from kubetune.schedulers.pbt import (
+    Check,
+    Exploit,
+    MemberState,
+    PopulationBasedTraining,
+    check_steps,
+)
 
 SCHEDULERS: dict[str, type[TrialScheduler]] = {
     "asha": AsyncHyperBandScheduler,
@@ -48,6 +54,7 @@ __all__ = [
     "RungSummary",
     "TrialScheduler",
     "Verdict",
+    "check_steps",
     "make_scheduler",
 ]
 

@@ -84,6 +84,25 @@ class MemberState:
     history: tuple[Exploit, ...] = field(default_factory=tuple)
 
 
+def check_steps(perturbation_interval: float, burn_in_period: float, up_to: int) -> list[int]:
+    """The steps at which a trial that reports every step is checked, up to `up_to`.
+
+    The first check is the first step past both the burn-in and one interval, each
+    next one the first step one interval past the last; an exploit copies the
+    donor's last check, which is on the same list. A trial passes these to the SDK
+    (KUBETUNE_MILESTONES) to export its exact value there, and keeps its checkpoints
+    there (KUBETUNE_KEEP_CHECKPOINT_STEPS) for others to clone.
+    """
+    steps: list[int] = []
+    last = 0.0
+    while True:
+        step = math.ceil(max(burn_in_period, last + perturbation_interval))
+        if step > up_to:
+            return steps
+        steps.append(step)
+        last = step
+
+
 class PopulationBasedTraining:
     """Ray's PopulationBasedTraining (synch=False) with seeded decisions; pure, no I/O."""
 

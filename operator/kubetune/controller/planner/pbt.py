@@ -98,12 +98,19 @@ def run_checks(pbt: PopulationBasedTraining, seen: Iterable[Observation]) -> lis
 
     The order within a tick is fixed by the observations alone, not by the order
     Prometheus returned them in, so two operators reading the same snapshot decide alike.
+    A trial that exploits takes no later observation of this tick: they were made with
+    the weights it has just given up.
     """
     checks = []
+    exploited: set[str] = set()
     for obs in sorted(seen, key=lambda o: (o.step, o.index)):
+        if obs.trial in exploited:
+            continue
         check = pbt.on_result(obs.trial, obs.step, obs.value)
         if check is not None:
             checks.append(check)
+            if check.exploit is not None:
+                exploited.add(obs.trial)
     return checks
 
 
