@@ -24,6 +24,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from tests.integration.kube import wait_for
 from tests.integration.test_operator import PodWatch, custom, trials, wait_phase
 from tests.support.operator import OperatorProcess
 from tests.support.smooth_trial import OPTIMUM
@@ -174,3 +175,45 @@ def test_an_option_of_another_sampler_is_refused_at_apply_time(api_client, crds,
             "kubetune.io", "v1alpha1", namespace, "tuneexperiments", body)
     assert err.value.status == 422
     assert "constantLiar is an option of searchAlgorithm.type tpe only" in err.value.body
+
+
+def test_a_deleted_tunetrial_comes_back_with_its_config_not_a_new_suggestion(
+        api_client, namespace, operator: OperatorProcess):
+    api = custom(api_client)
+    body = smooth_experiment("again", {"type": "tpe", "seed": 4, "nStartupTrials": 2})
+    body["spec"]["numSamples"] = 8
+    body["spec"]["maxConcurrentTrials"] = 2
+    body["spec"]["scheduler"] = {"type": "fifo"}
+    api.create_namespaced_custom_object("kubetune.io", "v1alpha1", namespace,
+                                        "tuneexperiments", body)
+
+    def first_two_done() -> dict[str, Any] | None:
+        found = trials(api_client, namespace)
+        ok = all((found.get(f"again-{i}") or {}).get("status", {}).get("state") == "Succeeded"
+                 for i in (0, 1))
+        return found if ok and "again-3" in found else None
+
+    before = wait_for(first_two_done, timeout=180, interval=0.5, what="two trials done")
+    core = client.CoreV1Api(api_client)
+    # With the operator down, the garbage collector removes the trials' pods too, so only
+    # what the operator recorded can give the configs back.
+    operator.kill()
+    try:
+        for name in ("again-0", "again-3"):  # one finished, one running
+            api.delete_namespaced_custom_object("kubetune.io", "v1alpha1", namespace,
+                                                "tunetrials", name)
+
+        def pods_gone() -> bool:
+            return not any(p.metadata.name.startswith(("again-0-", "again-3-"))
+                           for p in core.list_namespaced_pod(namespace).items)
+
+        wait_for(pods_gone, timeout=90, what="the deleted trials' pods to be collected")
+    finally:
+        operator.start()
+    exp = wait_phase(api_client, namespace, "again", ("Succeeded", "Failed"), timeout=300)
+    assert exp["status"]["phase"] == "Succeeded", exp["status"]
+    after = trials(api_client, namespace)
+    for name in ("again-0", "again-3"):
+        assert after[name]["metadata"]["uid"] != before[name]["metadata"]["uid"]
+        assert after[name]["spec"]["params"] == before[name]["spec"]["params"], name
+    assert sorted(after) == sorted(f"again-{i}" for i in range(8))

@@ -110,3 +110,39 @@ def test_a_pod_view_reads_the_config_from_its_environment() -> None:
             "spec": {"containers": [{"name": "t", "image": "x",
                                      "env": [{"name": ENV_CONFIG, "value": '{"x": 0.5}'}]}]}}
     assert PodView.from_body(body).config == {"x": 0.5}
+
+
+def test_new_configs_are_recorded_in_the_status_once() -> None:
+    first = plan_tick(experiment(), [], [], None, NOW)
+    assert first.experiment_status is not None
+    recorded = first.experiment_status.merge_patch()["trialConfigs"]
+    assert recorded == {str(t.index): t.params for t in first.new_trials}
+    running = [TrialView(name=f"exp-{t.index}", index=t.index, params=t.params,
+                         status={"state": "Running"}) for t in first.new_trials]
+    pods = [PodView(name=f"exp-{t.index}-1", trial=f"exp-{t.index}", attempt=1, phase="Running")
+            for t in first.new_trials]
+    again = plan_tick(experiment(status={"trials": {"created": 3}, "trialConfigs": recorded}),
+                      running, pods, None, NOW)
+    assert again.experiment_status is not None
+    assert "trialConfigs" not in again.experiment_status.merge_patch()
+    # A trial created before its config was recorded (operator killed in between) is recorded.
+    late = plan_tick(experiment(status={"trials": {"created": 3}}), running, pods, None, NOW)
+    assert late.experiment_status is not None
+    assert late.experiment_status.merge_patch()["trialConfigs"] == recorded
+
+
+def test_a_deleted_finished_trial_whose_pods_are_gone_comes_back_with_its_recorded_config() -> None:
+    first = plan_tick(experiment(), [], [], None, NOW)
+    recorded = {str(t.index): t.params for t in first.new_trials}
+    done = [finished(t.index, t.params, "Succeeded", 0.5) for t in first.new_trials]
+    gone = done.pop(0)
+    pods = [done_pod(t.index) for t in done]
+    status = {"trials": {"created": 3}, "trialConfigs": recorded}
+    plan = plan_tick(experiment(status=status), done, pods, {}, NOW)
+    recreated = next(t for t in plan.new_trials if t.index == 0)
+    assert recreated.params == gone.params
+    # The trials created in the same tick saw it running with that config.
+    history = [HistoryRecord(0, gone.params, "running"),
+               *(HistoryRecord(t.index, t.params, "complete", 0.5, {}) for t in done)]
+    new = next(t for t in plan.new_trials if t.index == 3)
+    assert new.params == fresh().suggest(3, history, reuse=False)

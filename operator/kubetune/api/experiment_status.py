@@ -95,6 +95,13 @@ class TuneExperimentStatus(StatusModel):
     rungs: list[RungSummary] | None = Field(
         default=None, description="ASHA rungs: milestone, trials recorded, current cutoff."
     )
+    trial_configs: dict[str, dict[str, JsonValue]] | None = Field(
+        default=None,
+        description="tpe, gp and qmc: each trial's config by trial index, so a TuneTrial deleted "
+        "by hand comes back with the config it was given (a model-based config depends on what "
+        "the search had seen when it was made, and cannot be drawn again); recorded while they "
+        "fit in 256 KiB, later ones are recovered from the trial's pods.",
+    )
     conditions: list[Condition] | None = Field(
         default=None,
         description="Standard conditions, one per type.",

@@ -22,7 +22,7 @@ from kubetune.controller.planner.status import (
     experiment_phase,
     experiment_status,
 )
-from kubetune.controller.planner.suggest import TrialConfigs
+from kubetune.controller.planner.suggest import TrialConfigs, configs_to_record
 from kubetune.controller.planner.trial import TERMINAL, TrialMachine
 from kubetune.controller.planner.views import ExperimentView, PodView, TrialMetrics, TrialView
 from kubetune.schedulers import TrialScheduler, make_scheduler
@@ -112,6 +112,10 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
         generation=exp.generation, previous=exp.status, phase=phase, message=message,
         states=states, total=total, created=created, best=best, scheduler=scheduler,
         metrics_error=metrics_error, now=now, reason=reason)
+    recorded = configs_to_record(exp, ordered_trials,
+                                 [(t.index, t.params) for t in plan.new_trials])
+    if recorded:  # a merge patch: only the new entries are written
+        status.trial_configs = recorded
     _add_pod_health(plan, status, machine, exp, now)
     if phase in FINISHED_PHASES and exp.status.get("phase") != phase.value:
         plan.event("TuneExperiment", exp.name,
@@ -151,8 +155,8 @@ def _recreate_deleted(exp: ExperimentView, trials: Sequence[TrialView],
     decisions already taken stand; the rerun resumes from the trial's checkpoint, and its
     first pod waits until the deleted trial's pods are gone. Returns each one's first pod.
     A model-based config depends on what the search had seen when the trial was created,
-    so it is read back from the trial's pods (their KUBETUNE_CONFIG); only when none is
-    left is a new one suggested, and the Event says so.
+    so it is read back from status.trialConfigs, else from the trial's pods (their
+    KUBETUNE_CONFIG); only when neither has it is a new one suggested, and the Event says so.
     """
     present = {t.index for t in trials}
     stored = int((exp.status.get("trials") or {}).get("created") or 0)
@@ -162,7 +166,7 @@ def _recreate_deleted(exp: ExperimentView, trials: Sequence[TrialView],
         if index in present:
             continue
         name = trial_name(exp.name, index)
-        params, kept = _deleted_config(pods_of.get(name, []), configs, index)
+        params, kept = _deleted_config(exp, pods_of.get(name, []), configs, index)
         plan.new_trials.append(NewTrial(index, params))
         for p in pods_of.get(name, []):
             if not p.deleting:
@@ -177,11 +181,15 @@ def _recreate_deleted(exp: ExperimentView, trials: Sequence[TrialView],
     return out
 
 
-def _deleted_config(pods: Sequence[PodView], configs: TrialConfigs,
+def _deleted_config(exp: ExperimentView, pods: Sequence[PodView], configs: TrialConfigs,
                     index: int) -> tuple[dict[str, Any], bool]:
-    """A deleted trial's config and whether it is the one it ran with."""
+    """A deleted trial's config (status.trialConfigs, else its pods) and whether it is its own."""
     if not configs.model_based:
         return configs.config(index), True
+    recorded = (exp.status.get("trialConfigs") or {}).get(str(index))
+    if isinstance(recorded, dict):
+        configs.keep(index, recorded)
+        return dict(recorded), True
     for p in sorted(pods, key=lambda p: p.attempt, reverse=True):
         if p.config is not None:
             configs.keep(index, p.config)

@@ -83,6 +83,35 @@ class TrialConfigs:
             self._add_running(index, params)
 
 
+RECORDED_CONFIG_BYTES = 256 * 1024
+"""The most JSON of configs status.trialConfigs holds (the object stays far below etcd's limit)."""
+
+
+def configs_to_record(exp: ExperimentView, trials: Sequence[TrialView],
+                      created: Sequence[tuple[int, Mapping[str, Any]]]) -> dict[str, Any]:
+    """The configs status.trialConfigs lacks, of the trials that exist or are created now.
+
+    A trial whose creation was not followed by its record (an operator killed between the
+    two) is recorded at the next tick, from its TuneTrial. Empty for random and grid, whose
+    configs are f(seed, index).
+    """
+    if not exp.spec.search_algorithm.model_based:
+        return {}
+    stored: Mapping[str, Any] = exp.status.get("trialConfigs") or {}
+    size = len(json.dumps(stored, separators=(",", ":")))
+    out: dict[str, Any] = {}
+    pending = [(t.index, t.params) for t in trials] + list(created)
+    for index, params in sorted(pending, key=lambda item: item[0]):
+        key = str(index)
+        if key in stored or key in out:
+            continue
+        size += len(key) + 4 + len(json.dumps(params, separators=(",", ":")))
+        if size > RECORDED_CONFIG_BYTES:
+            break
+        out[key] = dict(params)
+    return out
+
+
 def history_record(spec: TuneExperimentSpec, trial: TrialView, state: str,
                    patch: Any | None) -> HistoryRecord:
     """How the study is told one TuneTrial, from its stored status and this tick's patch."""
