@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubetune.api import validate_experiment_spec
+import pytest
+
+from kubetune.api import SchedulerSpec, SpecError, validate_experiment_spec
 from kubetune.contract import ENV_CONFIG
 from kubetune.controller.planner import ExperimentView, PodView, TrialView, plan_tick
 from kubetune.controller.planner.suggest import history_record
@@ -146,3 +148,40 @@ def test_a_deleted_finished_trial_whose_pods_are_gone_comes_back_with_its_record
                *(HistoryRecord(t.index, t.params, "complete", 0.5, {}) for t in done)]
     new = next(t for t in plan.new_trials if t.index == 3)
     assert new.params == fresh().suggest(3, history, reuse=False)
+
+
+@pytest.mark.parametrize("scheduler", [
+    {"type": "asha", "maxT": 9, "gracePeriod": 1, "reductionFactor": 3},
+    {"type": "median", "gracePeriod": 1, "minSamplesRequired": 2},
+    {"type": "fifo"},
+])
+def test_tpe_runs_under_every_scheduler(scheduler: dict[str, Any]) -> None:
+    exp = experiment()
+    exp = ExperimentView(name="exp", namespace="ns", generation=1, status={},
+                         spec=exp.spec.model_copy(update={
+                             "scheduler": SchedulerSpec.model_validate(scheduler)}))
+    plan = plan_tick(exp, [], [], None, NOW)
+    assert len(plan.new_trials) == 3
+    history: list[HistoryRecord] = []
+    for new in plan.new_trials:
+        assert new.params == fresh().suggest(new.index, history, reuse=False)
+        history.append(HistoryRecord(new.index, new.params, "running"))
+
+
+def test_a_trial_the_median_rule_stopped_is_told_with_its_value_where_it_stopped() -> None:
+    spec = experiment().spec
+    stopped = TrialView(name="exp-2", index=2, params={"x": 0.1, "depth": 1},
+                        status={"state": "Pruned", "prunedAt": {"milestone": 4, "value": 0.6}})
+    record = history_record(spec, stopped, "Pruned", None)
+    assert (record.state, record.value, dict(record.intermediate)) == ("pruned", 0.6, {4: 0.6})
+
+
+def test_gp_without_torch_fails_the_spec_saying_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import kubetune.search.optuna as search_optuna
+
+    monkeypatch.setattr(search_optuna, "gp_available", lambda: False)
+    with pytest.raises(SpecError) as err:
+        plan_tick(experiment(type="gp", nStartupTrials=None), [], [], None, NOW)
+    assert err.value.field == "spec.searchAlgorithm.type"
+    assert "torch" in str(err.value) and "kubetune[operator,gp]" in str(err.value)

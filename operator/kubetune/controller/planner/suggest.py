@@ -53,11 +53,17 @@ class TrialConfigs:
                                          num_samples=spec.num_samples)
         self.total = self.basic.total_trials
         self._suggester = suggester_for(exp) if spec.search_algorithm.model_based else None
-        self._history: list[HistoryRecord] = []
-        if self._suggester is not None:
-            self._history = [history_record(spec, t, states.get(t.name, t.state),
-                                            plan.trial_status.get(t.name))
-                             for t in trials]
+        self._spec, self._trials, self._states, self._plan = spec, trials, states, plan
+        self._built: list[HistoryRecord] | None = None
+
+    @property
+    def _history(self) -> list[HistoryRecord]:
+        """The study's records of the trials read this tick, built when first needed."""
+        if self._built is None:
+            self._built = [history_record(self._spec, t, self._states.get(t.name, t.state),
+                                          self._plan.trial_status.get(t.name))
+                           for t in self._trials]
+        return self._built
 
     @property
     def model_based(self) -> bool:
@@ -79,7 +85,7 @@ class TrialConfigs:
     def keep(self, index: int, params: Mapping[str, Any]) -> None:
         """A trial created again with its old config: the model sees it running."""
         if self._suggester is not None:
-            self._history = [r for r in self._history if r.index != index]
+            self._built = [r for r in self._history if r.index != index]
             self._add_running(index, params)
 
 
