@@ -240,3 +240,15 @@ def test_gp_is_deterministic_from_the_history() -> None:
     b = OptunaSuggester("gp", space, "min", 2, {"nStartupTrials": 3}).suggest(4, history,
                                                                                reuse=False)
     assert a == b
+
+
+def test_point_values_outside_their_domain_are_suggested_instead() -> None:
+    points = [{"momentum": 2.0, "width": 33, "opt": "rmsprop", "layers": 3}]
+    suggester = OptunaSuggester("tpe", SPACE, "min", 0, points_to_evaluate=points)
+    config = suggester.suggest(0, [])
+    assert config["layers"] == 3
+    assert 0.1 <= config["momentum"] <= 0.9 and config["width"] % 32 == 0
+    assert config["opt"] in ("adam", "sgd")
+    # The same holds for a history record: an out-of-domain value is left out of the study.
+    record = HistoryRecord(0, {**config, "momentum": 2.0}, "complete", 0.1)
+    assert "momentum" not in suggester.frozen(record).params

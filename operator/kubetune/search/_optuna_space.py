@@ -123,7 +123,9 @@ class OptunaSpace:
             if not found:
                 continue
             study_value = parameter.to_study(value)
-            if study_value is not None:
+            dist = parameter.distribution
+            # Optuna's own membership test (a stepped float's grid included) has the last word.
+            if study_value is not None and dist._contains(dist.to_internal_repr(study_value)):
                 params[name] = study_value
         return params
 
