@@ -55,13 +55,17 @@ def rebuild_study(trials: Sequence[FrozenTrial], direction: StudyDirection,
     return study
 
 
-def _fill(study: Study, trials: Sequence[FrozenTrial], direction: StudyDirection) -> None:
-    """InMemoryStorage.create_new_trial for each trial, with a shallow copy for the deep one.
+def _fill(study: Study, trials: Sequence[FrozenTrial],
+          direction: StudyDirection) -> list[FrozenTrial]:
+    """InMemoryStorage.create_new_trial for each trial, without its deep copy.
 
-    The kept trials are never changed once built (the storage only changes trials
-    still RUNNING through set_trial_*, which nothing calls on these), so sharing
-    their params and distributions between studies is safe. The best trial is
-    found in one pass by _update_cache's rule (the first strictly better one wins).
+    A trial already numbered and identified as this position gives it (as it does in
+    every fresh storage) is stored as it is, any other a shallow copy renumbered. The
+    kept trials are never changed once stored (the storage only changes trials still
+    RUNNING through set_trial_*, which nothing calls on these, and the studies they sit
+    in are used one at a time), so sharing them between studies is safe. The best trial
+    is found in one pass by _update_cache's rule (the first strictly better one wins).
+    Returns the stored trials.
     """
     storage = study._storage
     assert isinstance(storage, InMemoryStorage)
@@ -71,19 +75,22 @@ def _fill(study: Study, trials: Sequence[FrozenTrial], direction: StudyDirection
     best_id, best_value = None, 0.0
     maximize = direction == StudyDirection.MAXIMIZE
     for trial in trials:
-        copied = copy.copy(trial)
         trial_id = storage._max_trial_id + 1
         storage._max_trial_id = trial_id
-        copied.number = len(info.trials)
-        copied._trial_id = trial_id
-        index_of[trial_id] = (study_id, copied.number)
-        info.trials.append(copied)
-        if copied.state == OptunaState.COMPLETE:
-            value = copied.value
+        number = len(info.trials)
+        if trial.number != number or trial._trial_id != trial_id:
+            trial = copy.copy(trial)
+            trial.number = number
+            trial._trial_id = trial_id
+        index_of[trial_id] = (study_id, number)
+        info.trials.append(trial)
+        if trial.state == OptunaState.COMPLETE:
+            value = trial.value
             assert value is not None
             if best_id is None or (value > best_value if maximize else value < best_value):
                 best_id, best_value = trial_id, value
     info.best_trial_id = best_id
+    return info.trials
 
 
 class StudyCache:
@@ -95,15 +102,11 @@ class StudyCache:
     def study(self, keys: Sequence[Hashable], build: Sequence[Callable[[], FrozenTrial]],
               direction: StudyDirection, sampler: BaseSampler) -> Study:
         """A fresh study holding one trial per key, in order; `build[i]` makes trial i if new."""
-        kept: dict[Hashable, FrozenTrial] = {}
         trials = []
         for key, make in zip(keys, build, strict=True):
             trial = self._kept.get(key)
-            if trial is None:
-                trial = make()
-            kept[key] = trial
-            trials.append(trial)
-        self._kept = kept
+            trials.append(make() if trial is None else trial)
         study = _new_study(direction, sampler)
-        _fill(study, trials, direction)
+        stored = _fill(study, trials, direction)
+        self._kept = dict(zip(keys, stored, strict=True))
         return study
