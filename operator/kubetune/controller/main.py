@@ -90,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         # reconciles nor writes nor posts Events.
         leadership = leader.Leadership(handlers.api_client(settings), settings,
                                        settings.identity or "")
+        # What the first tick needs is loaded while standing by (the client's API modules
+        # take seconds to import), so a new leader acts as soon as it holds the Lease.
+        from kubernetes.client import CoreV1Api, CustomObjectsApi  # noqa: F401
         leadership.run_until_leading(settings.health_port)
         memo.leadership = leadership
     registry = kopf.OperatorRegistry()
