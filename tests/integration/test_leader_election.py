@@ -4,6 +4,7 @@ the experiment ends as it does under a single operator."""
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections import Counter
@@ -129,3 +130,26 @@ def test_two_operators_one_leads_the_other_takes_over_after_sigkill(
     assert created == Counter(two["trials"].keys()), "one TrialCreated Event per trial, none lost"
     after = [e for e in posted if e.metadata.uid not in before]
     assert after and all(e.reporting_instance == new for e in after)
+
+
+def test_a_leader_stopped_cleanly_releases_the_lease_for_the_standby(
+        cluster, api_client, operator: OperatorProcess, tmp_path) -> None:
+    lease = f"kubetune-test-{uuid.uuid4().hex[:6]}"
+    # A long lease: a takeover well before it ends can only come from the release.
+    first, second = leader_elected_operators(cluster, tmp_path, 2, lease=lease,
+                                             duration=15, renew=3, retry=1)
+    with session_operator_stopped(operator):
+        try:
+            first.start()
+            leader = wait_for(lambda: holder(api_client, lease), timeout=30, what="a leader")
+            second.start()
+            stopped = time.monotonic()
+            first.kill(signal.SIGTERM)
+            assert "released the Lease" in first.log.read_text()
+            new = wait_for(lambda: (h := holder(api_client, lease)) != leader and h,
+                           timeout=30, interval=0.1, what="the standby to take over")
+            handover = time.monotonic() - stopped
+            assert new.startswith("op-1_") and handover < 8, handover
+        finally:
+            first.kill()
+            second.kill()
