@@ -217,3 +217,25 @@ def test_a_deleted_tunetrial_comes_back_with_its_config_not_a_new_suggestion(
         assert after[name]["metadata"]["uid"] != before[name]["metadata"]["uid"]
         assert after[name]["spec"]["params"] == before[name]["spec"]["params"], name
     assert sorted(after) == sorted(f"again-{i}" for i in range(8))
+
+
+@pytest.mark.parametrize("sampler", ["qmc", "gp"])
+def test_qmc_and_gp_experiments_run_to_the_end(api_client, namespace, operator: OperatorProcess,
+                                                sampler: str):
+    if sampler == "gp":
+        pytest.importorskip("torch")
+    algorithm: dict[str, Any] = {"type": sampler, "seed": 1}
+    if sampler == "gp":
+        algorithm["nStartupTrials"] = 3
+    body = smooth_experiment(sampler, algorithm)
+    body["spec"]["numSamples"] = 6
+    body["spec"]["maxConcurrentTrials"] = 2
+    custom(api_client).create_namespaced_custom_object("kubetune.io", "v1alpha1", namespace,
+                                                       "tuneexperiments", body)
+    exp = wait_phase(api_client, namespace, sampler, ("Succeeded", "Failed"), timeout=300)
+    assert exp["status"]["phase"] == "Succeeded", exp["status"]
+    xs = [configs_of(api_client, namespace, sampler)[i]["x"] for i in range(6)]
+    assert len(set(xs)) == 6 and all(0.0 <= x <= 1.0 for x in xs)
+    if sampler == "qmc":
+        # Unscrambled Sobol, read at each trial's index whatever finished first.
+        assert xs == [0.0, 0.5, 0.75, 0.25, 0.375, 0.875]
