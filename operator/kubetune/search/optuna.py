@@ -162,7 +162,8 @@ class OptunaSuggester:
     `space` is a SearchSpace or the raw searchSpace mapping. `options` are the
     sampler's options as the CRD names them (nStartupTrials, multivariate,
     constantLiar, ...). Configs in `points_to_evaluate` are tried first (trial i
-    gets point i; parameters a point leaves out are suggested).
+    gets point i; parameters a point leaves out, or gives a value outside their
+    domain, are suggested).
     """
 
     def __init__(self, sampler: str, space: SearchSpace | Mapping[str, Any],
@@ -197,9 +198,9 @@ class OptunaSuggester:
                 reuse: bool = True) -> dict[str, Any]:
         """The config of trial `index`, from the trials before it (any order; later ones unused).
 
-        With `reuse`, the study built by the previous call is extended when the
-        history only grew since (provably the same study as a rebuild); reuse=False
-        always rebuilds.
+        With `reuse`, the study trials of records unchanged since the previous call
+        are reused (the study built is the one a rebuild gives, trial for trial);
+        reuse=False rebuilds through Optuna's public API.
         """
         earlier = sorted((r for r in history if r.index < index), key=lambda r: r.index)
         if self.sampler == "gp" and len(earlier) > GP_MAX_HISTORY:
