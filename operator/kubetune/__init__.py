@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         FailureConfig,
         FIFOScheduler,
         MedianStoppingRule,
+        PopulationBasedTraining,
         RunConfig,
         TuneConfig,
     )
@@ -36,6 +37,7 @@ __all__ = [
     "FailureConfig",
     "MedianStoppingRule",
     "OptunaSearch",
+    "PopulationBasedTraining",
     "Result",
     "ResultGrid",
     "RunConfig",
@@ -50,6 +52,7 @@ _CLIENT_NAMES = {
     "FIFOScheduler": "kubetune.client.config",
     "FailureConfig": "kubetune.client.config",
     "MedianStoppingRule": "kubetune.client.config",
+    "PopulationBasedTraining": "kubetune.client.config",
     "RunConfig": "kubetune.client.config",
     "TuneConfig": "kubetune.client.config",
     "OptunaSearch": "kubetune.client.searchers",

@@ -14,6 +14,7 @@ from kubetune.client.config import (
     FailureConfig,
     FIFOScheduler,
     MedianStoppingRule,
+    PopulationBasedTraining,
     RunConfig,
     TuneConfig,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "FailureConfig",
     "MedianStoppingRule",
     "OptunaSearch",
+    "PopulationBasedTraining",
     "Result",
     "ResultGrid",
     "RunConfig",

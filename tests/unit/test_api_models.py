@@ -243,7 +243,7 @@ def test_unknown_domain_lists_the_known_ones() -> None:
         ({"trialRetries": -1}, "spec.trialRetries", "must be >= 0"),
         ({"scheduler": {"gracePeriod": 200}}, "spec.scheduler", "gracePeriod must be <= maxT"),
         ({"scheduler": {"reductionFactor": 1.5}}, "spec.scheduler.reductionFactor", ">= 2"),
-        ({"scheduler": {"type": "hyperband"}}, "spec.scheduler.type", "'asha', 'fifo' or 'median'"),
+        ({"scheduler": {"type": "hyperband"}}, "spec.scheduler.type", "'asha', 'fifo', 'median' or 'pbt'"),
         ({"searchAlgorithm": {"seed": -1}}, "spec.searchAlgorithm.seed", ">= 0"),
         ({"searchAlgorithm": {"type": "grid"}}, "spec", "needs at least one {grid: [...]}"),
         ({"metricsPort": 70000}, "spec.metricsPort", "<= 65535"),

@@ -274,7 +274,7 @@ def test_trial_template_is_a_pod_template_with_required_containers(
 def test_enums_are_published(crds: dict[str, dict[str, Any]]) -> None:
     spec = root_schema(crds["TuneExperiment"])["properties"]["spec"]["properties"]
     assert spec["objective"]["properties"]["mode"]["enum"] == ["min", "max"]
-    assert spec["scheduler"]["properties"]["type"]["enum"] == ["asha", "fifo", "median"]
+    assert spec["scheduler"]["properties"]["type"]["enum"] == ["asha", "fifo", "median", "pbt"]
     assert spec["searchAlgorithm"]["properties"]["type"]["enum"] == [
         "random", "grid", "tpe", "gp", "qmc"]
     trial_status = root_schema(crds["TuneTrial"])["properties"]["status"]["properties"]

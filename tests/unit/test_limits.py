@@ -94,7 +94,8 @@ def test_every_variable_the_operator_sets_is_refused_in_the_template(name: str) 
 def test_the_list_covers_what_the_manifest_writes() -> None:
     written = {contract.ENV_CONFIG, contract.ENV_EXPERIMENT, contract.ENV_TRIAL,
                contract.ENV_ATTEMPT, contract.ENV_METRIC, contract.ENV_MILESTONES,
-               contract.ENV_METRICS_PORT, contract.ENV_CHECKPOINT_DIR}
+               contract.ENV_METRICS_PORT, contract.ENV_CHECKPOINT_DIR,
+               contract.ENV_START_CHECKPOINT, contract.ENV_KEEP_CHECKPOINT_STEPS}
     assert set(OPERATOR_ENV) == written
     assert owned_env_problem([contract.ENV_CHECKPOINT_ROOT, contract.ENV_LINGER_SECONDS,
                               contract.ENV_STOP_GRACE_SECONDS, "PATH"]) is None

@@ -39,6 +39,7 @@ from kubetune.api.limits import (
     parameter_names_rule,
     trials_problem,
 )
+from kubetune.api.pbt import PBTArguments, pbt_problem, pbt_rules
 from kubetune.api.search_algorithm import SearchAlgorithm, search_problem, search_rules
 from kubetune.api.searchspace import (
     MAX_PARAMETERS,
@@ -84,8 +85,8 @@ class Objective(SpecModel):
     )
 
 
-class SchedulerSpec(SpecModel):
-    """The trial scheduler that stops unpromising trials early, as in Ray Tune."""
+class SchedulerSpec(PBTArguments):
+    """The trial scheduler: early stopping (asha, median) or Population Based Training (pbt)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -100,10 +101,11 @@ class SchedulerSpec(SpecModel):
         }
     )
 
-    type: Literal["asha", "fifo", "median"] = Field(
+    type: Literal["asha", "fifo", "median", "pbt"] = Field(
         default="fifo",
         description="fifo runs every trial to the end; asha is Ray's ASHAScheduler "
-        "(AsyncHyperBand); median is Ray's MedianStoppingRule.",
+        "(AsyncHyperBand); median is Ray's MedianStoppingRule; pbt is Ray's "
+        "PopulationBasedTraining (numSamples is the population; needs spec.storage).",
     )
     time_attr: MetricName = Field(
         default="training_iteration",
@@ -150,6 +152,9 @@ class SchedulerSpec(SpecModel):
 
     @model_validator(mode="after")
     def _grace_within_max_t(self) -> SchedulerSpec:
+        if self.type == "pbt" and not self.hyperparam_mutations:
+            raise ValueError("scheduler.type pbt needs hyperparamMutations: the hyperparameters "
+                             "an exploit may change, e.g. {lr: {uniform: [1.0e-4, 0.02]}}")
         if self.grace_period > self.max_t:
             raise ValueError(
                 f"gracePeriod must be <= maxT, got gracePeriod={self.grace_period} "
@@ -172,7 +177,8 @@ class TuneExperimentSpec(SpecModel):
     """What to tune: the objective, the search space, the budget and the trial pod."""
 
     model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [*immutable_rules(), *search_rules()]}
+        json_schema_extra={"x-kubernetes-validations": [*immutable_rules(), *search_rules(),
+                                                        *pbt_rules()]}
     )
 
     objective: Objective = Field(description="The metric to optimise and its direction.")
@@ -291,6 +297,9 @@ class TuneExperimentSpec(SpecModel):
     @model_validator(mode="after")
     def _storage_fits_template(self) -> TuneExperimentSpec:
         problem = self.storage and storage_template_problem(self.trial_template.pod_template())
+        problem = problem or pbt_problem(self.scheduler, self.scheduler.type,
+                                         self.storage is not None, self.search_algorithm.type,
+                                         self.search_space)
         if problem:
             raise ValueError(problem)
         return self

@@ -56,6 +56,8 @@ OPERATOR_ENV: Final = (
     contract.ENV_MILESTONES,
     contract.ENV_METRICS_PORT,
     contract.ENV_CHECKPOINT_DIR,
+    contract.ENV_START_CHECKPOINT,
+    contract.ENV_KEEP_CHECKPOINT_STEPS,
 )
 """Env variables the operator sets in every trial pod; the template may not set them."""
 

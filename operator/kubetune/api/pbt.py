@@ -9,18 +9,27 @@ multiplied by a perturbation factor) or to a list of values (resampled, or moved
 one index). PBT decides from what it persisted at each trial's checks
 (`PBTMemberStatus`), so an operator restart repeats every decision.
 
-These models are the building blocks of `scheduler: {type: pbt}`; the scheduler
-union in experiment.py does not offer that type yet.
+SchedulerSpec (experiment.py) takes these arguments for `scheduler: {type: pbt}`;
+a TuneTrial's status.pbt is a `PBTMemberStatus`. PBT needs spec.storage and no
+model-based searcher (`pbt_problem`, `pbt_rules`: refused at apply time).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, JsonValue, WithJsonSchema, field_validator
 
 from kubetune.api.common import SpecModel, StatusModel
 from kubetune.api.searchspace import SearchDomain
+
+Mutation = Annotated[
+    list[Any] | SearchDomain,
+    WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True,
+                    "description": "A list of values, or one search-space domain."}),
+]
+"""One entry of hyperparamMutations: a value list or a domain (any JSON to the apiserver)."""
 
 _NOT_MUTABLE = {
     "grid": "a grid entry cannot be resampled; list the values instead ([32, 64, 128])",
@@ -31,32 +40,26 @@ _NOT_MUTABLE = {
 }
 
 
-class PopulationBasedTrainingSpec(SpecModel):
-    """scheduler.type pbt: Ray's PopulationBasedTraining (asynchronous), seeded."""
+class PBTArguments(SpecModel):
+    """Ray's PopulationBasedTraining arguments (scheduler.type pbt), with Ray's defaults."""
 
-    type: Literal["pbt"] = Field(description="pbt: Population Based Training.")
-    time_attr: str = Field(
-        default="training_iteration",
-        min_length=1,
-        description="The quantity that measures progress, as Ray's time_attr; "
-        "training_iteration is the step passed to kubetune.trial.report(step=...).",
-    )
     perturbation_interval: float = Field(
         default=60.0,
         gt=0,
-        description="A trial is checked each time its timeAttr has advanced this much since "
+        description="pbt: a trial is checked each time its timeAttr has advanced this much since "
         "its last check, as Ray's perturbation_interval. Save a checkpoint at those steps: "
         "the bottom trials clone the top trials' checkpoints there.",
     )
     burn_in_period: float = Field(
         default=0.0,
         ge=0,
-        description="No trial is checked before its timeAttr reaches this, as Ray's "
+        description="pbt: no trial is checked before its timeAttr reaches this, as Ray's "
         "burn_in_period.",
     )
-    hyperparam_mutations: dict[str, list[Any] | SearchDomain] = Field(
+    hyperparam_mutations: dict[str, Mutation] | None = Field(
+        default=None,
         min_length=1,
-        description="The hyperparameters an exploit may change, as Ray's hyperparam_mutations: "
+        description="pbt (required): the hyperparameters an exploit may change, as Ray's hyperparam_mutations: "
         "a domain (lr: {uniform: [1.0e-4, 0.02]}) is resampled with resampleProbability, else "
         "multiplied by a perturbationFactor (an int is rounded); a list of values (opt: [sgd, "
         "adam]) is resampled, else the value moves one index left or right, clamped at the ends.",
@@ -65,39 +68,91 @@ class PopulationBasedTrainingSpec(SpecModel):
         default=0.25,
         ge=0,
         le=0.5,
-        description="The top and bottom quantile sizes, as Ray's quantile_fraction: "
+        description="pbt: the top and bottom quantile sizes, as Ray's quantile_fraction: "
         "ceil(n * quantileFraction) trials each, at most half of the n trials with a score.",
     )
     resample_probability: float = Field(
         default=0.25,
         ge=0,
         le=1,
-        description="Probability that a mutated value is drawn anew instead of perturbed, as "
+        description="pbt: probability that a mutated value is drawn anew instead of perturbed, as "
         "Ray's resample_probability.",
     )
     perturbation_factors: list[float] = Field(
-        default_factory=lambda: [1.2, 0.8],
+        default=[1.2, 0.8],
         min_length=1,
-        description="Factors a domain's value is multiplied by, one drawn per exploit, as Ray's "
+        description="pbt: factors a domain's value is multiplied by, one drawn per exploit, as Ray's "
         "perturbation_factors.",
     )
     seed: int = Field(
         default=0,
         ge=0,
-        description="Seed of every draw (donor, resample, factor, shift): a decision is a "
+        description="pbt: seed of every draw (donor, resample, factor, shift): a decision is a "
         "function of (seed, trial, check step) and the persisted checks. Ray draws unseeded.",
     )
 
     @field_validator("hyperparam_mutations")
     @classmethod
-    def _mutable(cls, mutations: dict[str, Any]) -> dict[str, Any]:
-        for name, mutation in mutations.items():
+    def _mutable(cls, mutations: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name, mutation in (mutations or {}).items():
             if isinstance(mutation, list):
                 if not mutation:
                     raise ValueError(f"{name}: the list of values is empty")
             elif mutation.kind in _NOT_MUTABLE:
                 raise ValueError(f"{name}: {_NOT_MUTABLE[mutation.kind]}")
         return mutations
+
+
+class PopulationBasedTrainingSpec(PBTArguments):
+    """scheduler.type pbt on its own: the arguments with the mutations required."""
+
+    type: Literal["pbt"] = Field(description="pbt: Population Based Training.")
+    time_attr: str = Field(default="training_iteration", min_length=1,
+                           description="The quantity that measures progress, as Ray's time_attr.")
+    hyperparam_mutations: dict[str, Mutation] = Field(
+        min_length=1, description="The hyperparameters an exploit may change.")
+
+    @field_validator("hyperparam_mutations")
+    @classmethod
+    def _mutable_here(cls, mutations: dict[str, Any]) -> dict[str, Any]:
+        return PBTArguments._mutable(mutations) or {}
+
+
+PBT_NEEDS_STORAGE = (
+    "scheduler.type pbt needs spec.storage: at each exploit a trial resumes from another "
+    "trial's checkpoint, so every trial pod must mount the same claim "
+    "(storage: {persistentVolumeClaim: {claimName: ...}}, ReadWriteMany across nodes)")
+PBT_NO_SEARCHER = (
+    "scheduler.type pbt explores by itself: use searchAlgorithm.type random or grid for the "
+    "initial configs (Ray also refuses a search algorithm with PBT)")
+
+
+def pbt_problem(scheduler: PBTArguments, scheduler_type: str, has_storage: bool,
+                search_algorithm: str, parameters: Iterable[str]) -> str | None:
+    """Why this combination cannot run PBT, or None."""
+    if scheduler_type != "pbt":
+        return None
+    if not has_storage:
+        return PBT_NEEDS_STORAGE
+    if search_algorithm not in ("random", "grid"):
+        return PBT_NO_SEARCHER
+    missing = sorted(set(scheduler.hyperparam_mutations or {}) - set(parameters))
+    if missing:
+        return (f"scheduler.hyperparamMutations names {', '.join(missing)}, which searchSpace "
+                "does not: give each mutated hyperparameter its initial value or domain there")
+    return None
+
+
+def pbt_rules() -> list[JsonValue]:
+    """The same checks as CEL rules on the spec, so `kubectl apply` refuses them."""
+    pbt = "has(self.scheduler) && self.scheduler.type == 'pbt'"
+    return [
+        {"rule": f"!({pbt}) || has(self.storage)", "message": PBT_NEEDS_STORAGE,
+         "fieldPath": ".storage", "reason": "FieldValueRequired"},
+        {"rule": f"!({pbt}) || !has(self.searchAlgorithm) || "
+                 "self.searchAlgorithm.type in ['random', 'grid']",
+         "message": PBT_NO_SEARCHER, "fieldPath": ".searchAlgorithm"},
+    ]
 
 
 class ExploitRecord(StatusModel):
@@ -111,6 +166,12 @@ class ExploitRecord(StatusModel):
     operations: dict[str, Any] = Field(
         default_factory=dict,
         description='What explore did to each mutated key: "resample", "* 1.2", "shift left".',
+    )
+    attempt: int = Field(default=0, description="The attempt (pod) that runs the new config.")
+    donor_checkpoint: str = Field(
+        default="",
+        description="The donor's checkpoint the attempt starts from, relative to the "
+        "experiment's checkpoint directory: <donor>[/exploit-<n>]/step-<step>.",
     )
 
 
@@ -133,4 +194,4 @@ class PBTMemberStatus(StatusModel):
     )
 
 
-__all__ = ["ExploitRecord", "PBTMemberStatus", "PopulationBasedTrainingSpec"]
+__all__ = ["ExploitRecord", "PBTArguments", "PBTMemberStatus", "PopulationBasedTrainingSpec"]

@@ -25,6 +25,7 @@ from kubetune.api.common import (
     Timestamp,
     describe_validation_error,
 )
+from kubetune.api.pbt import PBTMemberStatus
 
 TRIAL_KIND: Final = "TuneTrial"
 TRIAL_PLURAL: Final = "tunetrials"
@@ -169,6 +170,12 @@ class TuneTrialStatus(StatusModel):
     pod_name: str | None = Field(default=None, description="The trial's current or last pod.")
     attempts: int | None = Field(
         default=None, ge=0, description="Pods started for this trial, retries included."
+    )
+    pbt: PBTMemberStatus | None = Field(
+        default=None,
+        description="Population Based Training: the trial's config now, its score and "
+        "checkpoint at its last check, and every exploit (which trial it cloned, at which "
+        "step, the config before and after), written before its pod is replaced.",
     )
     disruptions: int | None = Field(
         default=None,

@@ -6,8 +6,11 @@ arguments; each scheduler's `to_spec()` is its `spec.scheduler` entry.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from kubetune.client.domains import Domain
 
 
 @dataclass
@@ -59,7 +62,63 @@ class MedianStoppingRule:
                 "minSamplesRequired": self.min_samples_required}
 
 
-Scheduler = FIFOScheduler | ASHAScheduler | MedianStoppingRule
+@dataclass
+class PopulationBasedTraining:
+    """Ray's PopulationBasedTraining, asynchronous, with Ray's arguments and defaults.
+
+    hyperparam_mutations maps each mutated hyperparameter to a tune domain
+    (tune.uniform(1e-4, 0.02): resampled or multiplied by a perturbation factor) or
+    a list of values (resampled or moved one index); each must also be in
+    param_space. Differences from Ray: time_attr defaults to training_iteration
+    (the step passed to kubetune.trial.report); every draw comes from `seed`, so a
+    rerun repeats the same exploits; the decisions run in the operator, so
+    custom_explore_fn (a function) and synch=True are refused; log_config and
+    require_attrs are accepted and have no effect (the exploits are recorded on
+    each TuneTrial). The experiment needs checkpoint storage shared by the trials:
+    RunConfig(storage_path="pvc://<claim>").
+    """
+
+    time_attr: str = "training_iteration"
+    metric: str | None = None
+    mode: Literal["min", "max"] | None = None
+    perturbation_interval: float = 60.0
+    burn_in_period: float = 0.0
+    hyperparam_mutations: Mapping[str, Any] | None = None
+    quantile_fraction: float = 0.25
+    resample_probability: float = 0.25
+    perturbation_factors: tuple[float, ...] = (1.2, 0.8)
+    custom_explore_fn: Callable[..., Any] | None = None
+    log_config: bool = True
+    require_attrs: bool = True
+    synch: bool = False
+    seed: int = 0
+
+    def to_spec(self) -> dict[str, Any]:
+        if self.custom_explore_fn is not None:
+            raise ValueError("PopulationBasedTraining(custom_explore_fn=...): the exploits are "
+                             "decided in the operator, which cannot run a function of yours; "
+                             "use hyperparam_mutations")
+        if self.synch:
+            raise ValueError("PopulationBasedTraining(synch=True): kubetune runs Ray's "
+                             "asynchronous PBT (synch=False) only")
+        mutations: dict[str, Any] = {}
+        for name, mutation in (self.hyperparam_mutations or {}).items():
+            if isinstance(mutation, Domain):
+                mutations[name] = mutation.to_spec()
+            elif isinstance(mutation, (list, tuple)):
+                mutations[name] = list(mutation)
+            else:
+                raise ValueError(f"hyperparam_mutations[{name!r}] must be a tune domain or a "
+                                 f"list of values (got {type(mutation).__name__})")
+        return {"type": "pbt", "timeAttr": self.time_attr,
+                "perturbationInterval": self.perturbation_interval,
+                "burnInPeriod": self.burn_in_period, "hyperparamMutations": mutations,
+                "quantileFraction": self.quantile_fraction,
+                "resampleProbability": self.resample_probability,
+                "perturbationFactors": list(self.perturbation_factors), "seed": self.seed}
+
+
+Scheduler = FIFOScheduler | ASHAScheduler | MedianStoppingRule | PopulationBasedTraining
 
 
 @dataclass
@@ -92,6 +151,9 @@ class RunConfig:
 
     name: str | None = None
     failure_config: FailureConfig | None = None
+    storage_path: str | None = None
+    """Checkpoint storage shared by the trials: "pvc://<claim>" names a PersistentVolumeClaim
+    in the experiment's namespace (spec.storage). Needed by PopulationBasedTraining."""
 
 __all__ = [
     "ASHAScheduler",
@@ -99,6 +161,7 @@ __all__ = [
     "FIFOScheduler",
     "FailureConfig",
     "MedianStoppingRule",
+    "PopulationBasedTraining",
     "RunConfig",
     "Scheduler",
     "TuneConfig",

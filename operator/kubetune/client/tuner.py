@@ -183,6 +183,11 @@ class Tuner:
                 spec["maxFailedTrials"] = failure.max_failed_trials
         if self.prometheus_url:
             spec["prometheus"] = {"url": self.prometheus_url}
+        if rc.storage_path is not None:
+            if not rc.storage_path.startswith("pvc://"):
+                raise ValueError(f"RunConfig(storage_path={rc.storage_path!r}): write "
+                                 "pvc://<claim> to name a PersistentVolumeClaim")
+            spec["storage"] = {"persistentVolumeClaim": {"claimName": rc.storage_path[6:]}}
         validate_experiment_spec(spec)  # raises SpecError naming the field and the fix
         metadata: dict[str, Any] = {"name": self.name}
         if self.namespace:

@@ -105,11 +105,17 @@ def build_pod(
     milestones: Sequence[int],
     metrics_port: int,
     storage_claim: str | None = None,
+    start_checkpoint: str = "",
+    checkpoint_segment: int = 0,
+    keep_checkpoint_steps: Sequence[int] = (),
 ) -> dict[str, Any]:
     """A trial Pod from the experiment's PodTemplateSpec; GPU requests pass through untouched.
 
     With `storage_claim` (spec.storage) the claim is mounted in the main container at
-    contract.STORAGE_MOUNT_PATH and the trial's checkpoint directory is under it.
+    contract.STORAGE_MOUNT_PATH and the trial's checkpoint directory is under it. PBT:
+    after its n-th exploit a trial checkpoints in `exploit-<n>` of its directory
+    (`checkpoint_segment`), starting from `start_checkpoint` (a donor's, relative to the
+    experiment's directory), and keeps the checkpoints at `keep_checkpoint_steps`.
     """
     meta = trial["metadata"]
     experiment = meta["labels"][EXPERIMENT_LABEL]
@@ -138,8 +144,13 @@ def build_pod(
         contract.ENV_METRIC: objective_metric,
         contract.ENV_MILESTONES: ",".join(str(m) for m in milestones),
         contract.ENV_METRICS_PORT: str(metrics_port),
-        contract.ENV_CHECKPOINT_DIR: f"{checkpoint_root}/{meta['namespace']}/{run}/{meta['name']}",
+        contract.ENV_CHECKPOINT_DIR: f"{checkpoint_root}/{meta['namespace']}/{run}/{meta['name']}"
+        + (f"/exploit-{checkpoint_segment}" if checkpoint_segment else ""),
     }
+    if start_checkpoint:
+        ours[contract.ENV_START_CHECKPOINT] = f"{checkpoint_root}/{meta['namespace']}/{run}/{start_checkpoint}"
+    if keep_checkpoint_steps:
+        ours[contract.ENV_KEEP_CHECKPOINT_STEPS] = ",".join(str(s) for s in keep_checkpoint_steps)
     ours.update({f"{contract.ENV_PARAM_PREFIX}{k}": v for k, v in flatten_params(dict(params)).items()})
     main["env"] = [{"name": k, "value": v} for k, v in ours.items() if k not in user_names] + user_env
     for key in ("command", "args"):

@@ -160,16 +160,34 @@ def _number(text: str) -> float:
     return float(text)  # Prometheus renders NaN/+Inf/-Inf, which float() reads
 
 
+def _attempt(labels: Mapping[str, str]) -> int:
+    try:
+        return int(labels.get("attempt", "0"))
+    except ValueError:
+        return 0
+
+
+def _latest_attempts(result: list[Mapping[str, Any]]) -> dict[str, int]:
+    """Each trial's highest attempt label among the samples."""
+    latest: dict[str, int] = {}
+    for sample in result:
+        trial = sample["metric"].get("trial")
+        if trial:
+            latest[trial] = max(latest.get(trial, 0), _attempt(sample["metric"]))
+    return latest
+
+
 def parse_snapshot(result: list[Mapping[str, Any]], objective: str) -> dict[str, TrialMetrics]:
     """Turn an instant-query vector into per-trial metrics (pure)."""
     trials: dict[str, TrialMetrics] = {}
     rung_values: dict[str, dict[int, float]] = {}
     rung_steps: dict[str, dict[int, int]] = {}
+    latest = _latest_attempts(result)
     for sample in result:
         labels = sample["metric"]
         trial = labels.get("trial")
-        if not trial:
-            continue
+        if not trial or _attempt(labels) < latest[trial]:
+            continue  # an earlier attempt's series, still there for a moment: not this trial's now
         value = _number(sample["value"][1])
         t = trials.setdefault(trial, TrialMetrics())
         name = labels.get("__name__", "")

@@ -260,7 +260,9 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
         by_name[created["metadata"]["name"]] = created
     for new_pod in plan.new_pods:
         trial_body = by_name.get(new_pod.trial) or gw.get_trial(namespace, new_pod.trial)
-        pod_body = _trial_pod(spec, trial_body, new_pod.attempt, new_pod.params, new_pod.milestones)
+        pod_body = _trial_pod(spec, trial_body, new_pod.attempt, new_pod.params, new_pod.milestones,
+                              start_checkpoint=new_pod.start_checkpoint,
+                              checkpoint_segment=new_pod.checkpoint_segment)
         try:
             gw.create_pod(pod_body)
         except ApiCallError as e:
@@ -288,13 +290,16 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
 
 
 def _trial_pod(spec: TuneExperimentSpec, trial: Mapping[str, Any], attempt: int,
-               params: Mapping[str, Any], milestones: Sequence[int]) -> dict[str, Any]:
+               params: Mapping[str, Any], milestones: Sequence[int], *,
+               start_checkpoint: str = "", checkpoint_segment: int = 0) -> dict[str, Any]:
     """The pod of one attempt of `trial`, from the experiment's template."""
     return manifests.build_pod(
         template=spec.trial_template.pod_template(), trial=trial, attempt=attempt, params=params,
         objective_metric=spec.objective.metric, milestones=milestones,
         metrics_port=spec.metrics_port,
-        storage_claim=spec.storage.claim_name if spec.storage else None)
+        storage_claim=spec.storage.claim_name if spec.storage else None,
+        start_checkpoint=start_checkpoint, checkpoint_segment=checkpoint_segment,
+        keep_checkpoint_steps=milestones if spec.scheduler.type == "pbt" else ())
 
 
 def _dry_run_first_pod(gw: Gateway, body: kopf.Body, spec: TuneExperimentSpec, plan: Plan) -> None:

@@ -24,6 +24,7 @@ from kubetune.schedulers.pbt import (
     Check,
     Exploit,
     MemberState,
+    PBTCheckSteps,
     PopulationBasedTraining,
     check_steps,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "MedianStoppingRule",
     "MemberState",
     "Mutation",
+    "PBTCheckSteps",
     "PopulationBasedTraining",
     "RungRecord",
     "RungSummary",

@@ -35,6 +35,7 @@ from kubetune.schedulers._pbt_explore import (
     quantiles,
 )
 from kubetune.schedulers.base import MODES
+from kubetune.schedulers.fifo import FIFOScheduler
 
 Quantile = Literal["upper", "middle", "lower", "none"]
 
@@ -265,3 +266,20 @@ def _check_mutations(mutations: Mapping[str, Any], where: str) -> None:
                 f"{where}.{key} must be a list of values, a search-space domain or a "
                 f"nested mapping (got {type(mutation).__name__})"
             )
+
+
+class PBTCheckSteps(FIFOScheduler):
+    """The stopping side of PBT for the trial machine: it stops no trial, and its
+    milestones are the check steps, where each trial exports its exact value."""
+
+    CHECKS = 1000
+    """How many check steps a trial is given (KUBETUNE_MILESTONES)."""
+
+    def __init__(self, *, metric: str, mode: str, time_attr: str = "training_iteration",
+                 perturbation_interval: float = 60.0, burn_in_period: float = 0.0) -> None:
+        super().__init__(metric=metric, mode=mode, time_attr=time_attr)
+        horizon = math.ceil(max(burn_in_period, 0.0) + perturbation_interval * self.CHECKS)
+        self._steps = check_steps(perturbation_interval, burn_in_period, horizon)
+
+    def milestones(self, trial: str) -> list[int]:
+        return list(self._steps)

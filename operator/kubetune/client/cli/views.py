@@ -166,6 +166,7 @@ def trials_view(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any
     reported = {m for t in trials for m in (t.get("status") or {}).get("metrics") or {}}
     metrics = [objective, *sorted(reported - {objective})]
     params = sorted({p for t in trials for p in flat(t["spec"].get("params") or {})})
+    lineage = any(_exploits(t) for t in trials)
     table = Table(title=title, title_justify="left")
     table.add_column("trial")
     table.add_column("state")
@@ -174,19 +175,38 @@ def trials_view(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any
         table.add_column(m, justify="right")
     for p in params:
         table.add_column(p, justify="right")
+    if lineage:
+        table.add_column("config history (PBT)")
     table.add_column("note")
     for t in trials:
         status = t.get("status") or {}
         state = str(status.get("state") or "Pending")
         values = status.get("metrics") or {}
-        config = flat(t["spec"].get("params") or {})
+        # Under PBT a trial's config changes at each exploit: the current one is shown.
+        config = flat((status.get("pbt") or {}).get("config") or t["spec"].get("params") or {})
         name = t["metadata"]["name"]
         table.add_row(f"{name} *" if name == best else name,
                       f"[{STATE_STYLE.get(state, '')}]{state}[/]", fmt(status.get("step")),
                       *[fmt(values.get(m)) for m in metrics],
                       *[fmt(config.get(p)) for p in params],
+                      *([config_history(t)] if lineage else []),
                       _note(status, experiment["spec"]["objective"]["mode"]))
     return table
+
+
+def _exploits(trial: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return list(((trial.get("status") or {}).get("pbt") or {}).get("exploits") or [])
+
+
+def config_history(trial: Mapping[str, Any]) -> str:
+    """Each PBT exploit of a trial: whose checkpoint, at which step, the values it changed."""
+    parts = []
+    for e in _exploits(trial):
+        old, new = flat(e.get("oldConfig") or {}), flat(e.get("newConfig") or {})
+        changed = ", ".join(f"{k}={fmt(v)}" for k, v in new.items() if old.get(k) != v)
+        parts.append(f"@{fmt(e.get('time'))} from {e.get('donor')}@{fmt(e.get('donorStep'))}"
+                     f"{': ' + changed if changed else ''}")
+    return "; ".join(parts)
 
 
 def watch_experiment(client: ExperimentClient, name: str, console: Any, *, interval: float = 1.0,

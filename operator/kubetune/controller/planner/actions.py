@@ -34,6 +34,11 @@ class NewPod:
     params: Mapping[str, Any]
     milestones: list[int]
     """Steps at which the scheduler judges the trial; the pod exports its value there."""
+    start_checkpoint: str = ""
+    """PBT: the donor's checkpoint this attempt starts from, relative to the experiment's
+    checkpoint directory ("" for none)."""
+    checkpoint_segment: int = 0
+    """PBT: the trial's exploits so far; each one starts a checkpoint directory of its own."""
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,23 @@ at any point rebuilds the same population and repeats no decision differently.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubetune.api.pbt import ExploitRecord, PBTMemberStatus, PopulationBasedTrainingSpec
+from kubetune.api import TrialState
+from kubetune.api.pbt import ExploitRecord, PBTArguments, PBTMemberStatus
+from kubetune.controller.planner.actions import Plan
+from kubetune.controller.planner.views import ExperimentView, PodView, TrialMetrics, TrialView
 from kubetune.schedulers import Check, Exploit, MemberState, Mutation, PopulationBasedTraining
 from kubetune.search import space_from_spec
 
 
-def build_pbt(spec: PopulationBasedTrainingSpec, *, metric: str, mode: str) -> PopulationBasedTraining:
+def build_pbt(spec: PBTArguments, *, metric: str, mode: str) -> PopulationBasedTraining:
     """The scheduler `spec` describes; domains become kubetune's samplers (Ray's semantics)."""
     mutations: dict[str, Mutation] = {}
-    for name, mutation in spec.hyperparam_mutations.items():
+    for name, mutation in (spec.hyperparam_mutations or {}).items():
         if isinstance(mutation, list):
             mutations[name] = list(mutation)
         else:
@@ -30,7 +34,7 @@ def build_pbt(spec: PopulationBasedTrainingSpec, *, metric: str, mode: str) -> P
     return PopulationBasedTraining(
         metric=metric,
         mode=mode,
-        time_attr=spec.time_attr,
+        time_attr=getattr(spec, "time_attr", "training_iteration"),
         perturbation_interval=spec.perturbation_interval,
         burn_in_period=spec.burn_in_period,
         hyperparam_mutations=mutations,
@@ -122,3 +126,78 @@ def config_history(status: Mapping[str, Any]) -> list[tuple[float, str, dict[str
     history = [(0.0, "", dict(member.exploits[0].old_config))]
     history += [(e.donor_step, e.donor, dict(e.new_config)) for e in member.exploits]
     return history
+
+
+def checkpoint_path(donor: str, segment: int, step: float) -> str:
+    """A trial's checkpoint at `step` in its `segment`-th checkpoint directory, relative to
+    the experiment's checkpoint directory (manifests.build_pod uses the same layout)."""
+    return f"{donor}{f'/exploit-{segment}' if segment else ''}/step-{int(step):08d}"
+
+
+def plan_exploits(exp: ExperimentView, trials: Sequence[TrialView],
+                  pods_of: Mapping[str, Sequence[PodView]],
+                  snapshot: Mapping[str, TrialMetrics] | None, states: dict[str, str],
+                  plan: Plan, terminal: frozenset[str]) -> None:
+    """This tick's PBT checks and exploits, after the trial machine has advanced every trial.
+
+    Only a Running trial alone with its current attempt's pod is observed, so no value of
+    an attempt it has left behind is read. Each check's state is written to the trial's
+    status; an exploit also moves the trial to its next attempt (Pending) and deletes the
+    running pod: the next attempt, made once that pod is gone, runs the new config from
+    the donor's checkpoint (TrialMachine._new_pod reads both from the status).
+    """
+    spec = exp.spec
+    pbt = build_pbt(spec.scheduler, metric=spec.objective.metric, mode=spec.objective.mode)
+    persisted: dict[str, list[ExploitRecord]] = {}
+    for t in trials:
+        finished = states.get(t.name) in terminal
+        raw = t.status.get("pbt")
+        if raw:
+            member = PBTMemberStatus.model_validate(raw)
+            persisted[t.name] = member.exploits
+            restore_member(pbt, t.name, member, finished=finished)
+        else:
+            pbt.add_trial(t.name, t.params)
+            if finished:
+                pbt.on_complete(t.name)
+    seen = []
+    for t in trials:
+        obs = snapshot.get(t.name) if snapshot is not None else None
+        pods = pods_of.get(t.name, [])
+        attempt = int(t.status.get("attempts") or 0)
+        if (obs is None or states.get(t.name) != TrialState.RUNNING.value or len(pods) != 1
+                or pods[0].attempt != attempt or pods[0].deleting or pods[0].done):
+            continue
+        since = pbt.next_check(t.name)
+        seen += [Observation(t.index, t.name, step, value)
+                 for milestone, (step, value) in sorted(obs.rungs.items()) if milestone >= since]
+    checks = run_checks(pbt, seen)
+    by_name = {t.name: t for t in trials}
+    for name in dict.fromkeys(c.trial for c in checks):
+        trial = by_name[name]
+        status = member_status(pbt, name)
+        old = persisted.get(name, [])
+        status.exploits = [*old, *status.exploits[len(old):]]
+        fresh = status.exploits[len(old):]
+        if not fresh:
+            plan.patch_trial(name, pbt=status)
+            continue
+        attempt = int(trial.status.get("attempts") or 0) + 1
+        record = fresh[-1]
+        record.attempt = attempt
+        segment = len(pbt.state(record.donor).history)
+        record.donor_checkpoint = checkpoint_path(record.donor, segment, record.donor_step)
+        message = (f"at step {record.time:g} it clones {record.donor}'s checkpoint of step "
+                   f"{record.donor_step:g}: config {_short(record.old_config)} -> "
+                   f"{_short(record.new_config)}; attempt {attempt} resumes from there")
+        states[name] = TrialState.PENDING.value
+        plan.patch_trial(name, pbt=status, state=TrialState.PENDING, attempts=attempt,
+                         reason="Exploited", message=message)
+        plan.event("TuneTrial", name, "Normal", "TrialExploited", message)
+        pod = pods_of[name][0]
+        if pod.name not in plan.deleting:
+            plan.delete_pods.append((pod.name, spec.prune_grace_period_seconds))
+
+
+def _short(config: Mapping[str, Any]) -> str:
+    return json.dumps(dict(config), sort_keys=True, separators=(",", ":"))

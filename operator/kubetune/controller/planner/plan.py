@@ -14,6 +14,7 @@ from typing import Any
 
 from kubetune.api import ExperimentPhase, TrialState, TuneExperimentSpec, TuneExperimentStatus
 from kubetune.controller.planner.actions import NewPod, NewTrial, Plan
+from kubetune.controller.planner.pbt import plan_exploits
 from kubetune.controller.planner.pods import became_true
 from kubetune.controller.planner.status import (
     FINISHED_PHASES,
@@ -25,12 +26,16 @@ from kubetune.controller.planner.status import (
 from kubetune.controller.planner.suggest import TrialConfigs, configs_to_record
 from kubetune.controller.planner.trial import TERMINAL, TrialMachine
 from kubetune.controller.planner.views import ExperimentView, PodView, TrialMetrics, TrialView
-from kubetune.schedulers import TrialScheduler, make_scheduler
+from kubetune.schedulers import PBTCheckSteps, TrialScheduler, make_scheduler
 
 
 def build_scheduler(spec: TuneExperimentSpec) -> TrialScheduler:
     """A fresh scheduler of the kind and with the settings `spec.scheduler` names."""
     s = spec.scheduler
+    if s.type == "pbt":  # stops nothing; its milestones are the PBT check steps (pbt.py)
+        return PBTCheckSteps(metric=spec.objective.metric, mode=spec.objective.mode,
+                             time_attr=s.time_attr, perturbation_interval=s.perturbation_interval,
+                             burn_in_period=s.burn_in_period)
     return make_scheduler(
         s.type, metric=spec.objective.metric, mode=spec.objective.mode, time_attr=s.time_attr,
         max_t=s.max_t, grace_period=s.grace_period, reduction_factor=s.reduction_factor,
@@ -71,6 +76,8 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
             retries.append(retry)
 
     states = machine.states
+    if spec.scheduler.type == "pbt":
+        plan_exploits(exp, ordered_trials, pods_of, snapshot, states, plan, TERMINAL)
     configs = TrialConfigs(exp, ordered_trials, states, plan)
     total = configs.total
     recreated = _recreate_deleted(exp, ordered_trials, pods_of, configs, scheduler, plan, total)

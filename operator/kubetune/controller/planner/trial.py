@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubetune.api import Decision, PrunedAt, RungRecord, TrialState, TuneExperimentSpec
+from kubetune.api.pbt import PBTMemberStatus
 from kubetune.contract import TerminationMessage, encode_float
 from kubetune.controller.planner.actions import NewPod, Plan
 from kubetune.controller.planner.pods import PodHealth, failure, seconds_between, start_failure
@@ -116,6 +117,10 @@ class TrialMachine:
             return held, None  # judged once it is gone: a disruption, unless it finished
         planned = int(trial.status.get("attempts") or 0)
         if planned > pod.attempt:
+            if not pod.done:
+                # The attempt was replaced (a PBT exploit) but its pod still runs: it goes first.
+                self.plan.delete_pods.append((pod.name, self._grace))
+                return held, None
             # A new attempt was decided on an earlier tick; its pod was not made yet.
             return held, self._new_pod(trial, planned)
         if pod.unschedulable and not pod.done:
@@ -141,8 +146,15 @@ class TrialMachine:
         return self.spec.prune_grace_period_seconds
 
     def _new_pod(self, trial: TrialView, attempt: int) -> NewPod:
-        return NewPod(trial.name, trial.index, attempt, trial.params,
-                      self.scheduler.milestones(trial.name))
+        milestones = self.scheduler.milestones(trial.name)
+        member = trial.status.get("pbt")
+        if not member:
+            return NewPod(trial.name, trial.index, attempt, trial.params, milestones)
+        # PBT: the config and the checkpoint of the trial's last exploit, as persisted.
+        pbt = PBTMemberStatus.model_validate(member)
+        start = pbt.exploits[-1].donor_checkpoint if pbt.exploits else ""
+        return NewPod(trial.name, trial.index, attempt, pbt.config, milestones,
+                      start_checkpoint=start, checkpoint_segment=len(pbt.exploits))
 
     def _no_pod(self, trial: TrialView) -> NewPod:
         attempts = int(trial.status.get("attempts") or 0)
