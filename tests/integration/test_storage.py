@@ -86,3 +86,23 @@ def test_checkpoints_go_to_the_claim_and_a_deleted_pods_trial_resumes_from_them(
     saved = sorted(p.name for p in trial_dir.iterdir() if p.name.startswith("step-"))
     assert saved[-1] == "step-00000024", saved
     assert (trial_dir / saved[-1] / "attempt").read_text() == "2"
+
+
+PBT = {"type": "pbt", "perturbationInterval": 2, "hyperparamMutations": {"quality": [0.5, 0.6]}}
+
+
+def test_pbt_without_shared_storage_is_refused_at_apply_time_with_the_reason(
+        api_client, namespace, crds):
+    from tests.integration.test_apply_time import create as create_raw
+    from tests.integration.test_apply_time import refused
+
+    body = scripted_experiment("pbt-nostore", [0.5, 0.6], scheduler=PBT)
+    message = refused(lambda: create_raw(api_client, namespace, body))
+    assert "scheduler.type pbt needs spec.storage" in message and "spec.storage" in message
+    body = scripted_experiment("pbt-tpe", [0.5, 0.6], scheduler=PBT,
+                               searchAlgorithm={"type": "tpe"},
+                               storage={"persistentVolumeClaim": {"claimName": "c"}})
+    assert "explores by itself" in refused(lambda: create_raw(api_client, namespace, body))
+    body = scripted_experiment("pbt-ok", [0.5, 0.6], scheduler=PBT,
+                               storage={"persistentVolumeClaim": {"claimName": "c"}})
+    create_raw(api_client, namespace, body)  # with storage it is accepted
