@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
+from typing import Any
 
 import pytest
 from ray.tune.schedulers import PopulationBasedTraining as RayPBT
@@ -99,3 +101,31 @@ def test_kubetune_trials_shows_the_current_config_and_each_exploit() -> None:
     assert "config history" in text and "@2 from pbt-3@2: lr=0.012" in text
     row = next(line for line in text.splitlines() if "pbt-1" in line)
     assert "0.012" in row and "0.0004" not in row  # the config it runs now
+
+
+def _pbt_trials() -> tuple[list[dict[str, Any]], dict[str, dict[int, dict[str, float]]]]:
+    trials = [
+        {"metadata": {"name": "pbt-0"}, "spec": {"index": 0}, "status": {"state": "Succeeded"}},
+        {"metadata": {"name": "pbt-1"}, "spec": {"index": 1}, "status": {
+            "state": "Succeeded", "pbt": {"config": {"lr": 0.01}, "exploits": [
+                {"time": 4, "donor": "pbt-0", "donorStep": 4, "oldConfig": {"lr": 0.1},
+                 "newConfig": {"lr": 0.01}},
+                {"time": 8, "donor": "pbt-9", "donorStep": 6}]}}},  # a donor without history
+    ]
+    histories = {"pbt-0": {s: {"acc": 2.0 * s} for s in range(1, 11)},
+                 "pbt-1": {s: {"acc": 0.5 * s} for s in range(1, 11)}}
+    return trials, histories
+
+
+def test_the_plot_draws_each_exploit_from_the_clone_to_the_donors_checkpoint(
+        tmp_path: Path) -> None:
+    from kubetune.client.plot import lineage, render
+
+    trials, histories = _pbt_trials()
+    (clone,) = lineage(trials, histories, "acc")
+    assert (clone.trial, clone.donor) == ("pbt-1", "pbt-0")
+    assert clone.start == (4, 2.0) and clone.end == (4, 8.0)
+    exp = {"metadata": {"name": "pbt"}, "spec": {"objective": {"metric": "acc", "mode": "max"},
+                                                  "scheduler": {"type": "pbt"}}, "status": {}}
+    out = render(exp, trials, histories, tmp_path / "pbt.png", size=(600, 400))
+    assert out.read_bytes().startswith(b"\x89PNG")

@@ -2,7 +2,8 @@
 
 A curve is the objective against the step (ASHA's time attribute), taken from
 each trial's history (`kubetune.client.history`): pruned trials end in an x at
-the rung that stopped them, the best trial is highlighted.
+the rung that stopped them, the best trial is highlighted, and each PBT exploit
+is an arrow from the clone's point at its check to the donor's checkpoint.
 """
 
 from __future__ import annotations
@@ -48,6 +49,43 @@ def trial_curves(trials: Sequence[Mapping[str, Any]], histories: Mapping[str, Hi
         curves.append(TrialCurve(name, int(trial.get("spec", {}).get("index", 0)),
                                  str(status.get("state") or "Pending"), points, pruned_at))
     return curves
+
+
+@dataclass
+class Clone:
+    """A PBT exploit as the plot draws it: from the clone's point at the check to the donor's."""
+
+    trial: str
+    donor: str
+    start: tuple[float, float] | None
+    """The clone's (step, value) at the check that decided it, when its history has it."""
+    end: tuple[float, float]
+    """The donor's (step, value) at the checkpoint the clone resumed from."""
+
+
+def lineage(trials: Sequence[Mapping[str, Any]], histories: Mapping[str, History],
+            metric: str) -> list[Clone]:
+    """Every recorded PBT exploit (status.pbt.exploits) that the histories can place."""
+    def value_at(name: str, step: float) -> float | None:
+        history = histories.get(name, {})
+        found = history.get(int(step), {})
+        return finite(found.get(metric)) if found else None
+
+    clones = []
+    for trial in trials:
+        name = trial["metadata"]["name"]
+        for e in ((trial.get("status") or {}).get("pbt") or {}).get("exploits") or []:
+            donor, donor_step = e.get("donor"), e.get("donorStep")
+            if not isinstance(donor, str) or not isinstance(donor_step, int | float):
+                continue
+            end = value_at(donor, donor_step)
+            if end is None:
+                continue
+            at = e.get("time")
+            before = value_at(name, at) if isinstance(at, int | float) else None
+            clones.append(Clone(name, donor, None if before is None else (at, before),
+                                (donor_step, end)))
+    return clones
 
 
 _STYLE = {
@@ -101,6 +139,18 @@ def render(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
             ax.plot(rung["milestone"], cutoff, marker="_", color="black", markersize=22,
                     markeredgewidth=2, zorder=5)
 
+    index_of = {c.name: c.index for c in curves}
+    clones = lineage(trials, histories, metric)
+    for clone in clones:  # PBT: which trial cloned which, and where
+        ax.plot(*clone.end, marker="D", color="#8172b3", markersize=5, zorder=5)
+        if clone.start is not None:
+            ax.annotate("", xy=clone.end, xytext=clone.start, zorder=5,
+                        arrowprops={"arrowstyle": "->", "color": "#8172b3", "alpha": 0.7,
+                                    "linestyle": "--"})
+        ax.annotate(f"#{index_of.get(clone.trial, '?')}<-#{index_of.get(clone.donor, '?')}",
+                    clone.end, xytext=(4, -8), textcoords="offset points", fontsize=6,
+                    color="#8172b3")
+
     best_curve = next((c for c in curves if c.name == best.get("name")), None)
     if best_curve is not None and best_curve.points:
         steps, values = zip(*best_curve.points, strict=True)
@@ -137,6 +187,9 @@ def render(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
         handles.append(Line2D([], [], color="#c44e52", marker="x", linestyle="",
                               markersize=9, markeredgewidth=2,
                               label="stopped by the scheduler at this rung"))
+    if clones:
+        handles.append(Line2D([], [], color="#8172b3", marker="D", linestyle="--",
+                              markersize=5, label=f"PBT exploit: #clone<-#donor ({len(clones)})"))
     if any(finite(r.get("cutoff")) is not None for r in milestones):
         handles.append(Line2D([], [], color="black", marker="_", linestyle="", markersize=16,
                               markeredgewidth=2, label="rung cutoff"))
@@ -151,4 +204,4 @@ def render(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
     return out
 
 
-__all__ = ["TrialCurve", "render", "trial_curves"]
+__all__ = ["Clone", "TrialCurve", "lineage", "render", "trial_curves"]
