@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import random
 import statistics
@@ -182,8 +183,10 @@ def main(argv: list[str] | None = None) -> None:
             repeats = 1 if sampler == "gp" else args.repeats
             rows.append(measure(sampler, n, repeats))
             print(rows[-1], flush=True)
-    text = (f"Python {platform.python_version()}, {platform.machine()}, "
-            f"repeats {args.repeats} (gp: 1)\n\n" + table(rows, warm))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    text = (f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores, "
+            f"load average at the end {load}; repeats {args.repeats} (gp: 1)\n\n"
+            + table(rows, warm))
     if not args.quick:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

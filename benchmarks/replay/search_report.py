@@ -39,6 +39,14 @@ def time_to_target(r: Record, field: str = "gpu_time") -> float:
     return float(r[field]) if r["reached"] else math.inf
 
 
+def quantile(values: Sequence[float] | np.ndarray, q: float) -> float:
+    """A quantile where an unreached run (inf) is slower than any other: inf if it falls there."""
+    big = 1e300
+    x = np.minimum(np.asarray(values, dtype=float), big)
+    out = float(np.quantile(x, q))
+    return math.inf if out > 1e299 else out
+
+
 def paired(cell: Cell, a: str, b: str, field: str = "gpu_time") -> dict[str, Any] | None:
     """a's time over b's on the seeds both ran: median and geometric-mean ratio, wins, Wilcoxon p."""
     if a not in cell or b not in cell:
@@ -56,9 +64,10 @@ def paired(cell: Cell, a: str, b: str, field: str = "gpu_time") -> dict[str, Any
         p_slower = float(stats.wilcoxon(diff, alternative="greater", zero_method="zsplit").pvalue)
         p_faster = float(stats.wilcoxon(diff, alternative="less", zero_method="zsplit").pvalue)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = x / y
-    return {"n": len(seeds), "median_ratio": float(np.median(ratio)),
-            "gmean_ratio": float(np.exp(diff.mean())), "wins": int((diff < 0).sum()),
+        ratio = np.where(np.isinf(x) & np.isinf(y), 1.0, x / y)  # neither reached: a tie
+    return {"n": len(seeds), "median_ratio": quantile(ratio, 0.5),
+            "gmean_ratio": float(np.exp(diff.mean())) if np.isfinite(x).all() and np.isfinite(y).all()
+            else None, "wins": int((diff < 0).sum()),
             "ties": int((diff == 0).sum()), "losses": int((diff > 0).sum()),
             "p_slower": p_slower, "p_faster": p_faster}
 
@@ -67,6 +76,14 @@ def _p(x: float | None) -> str:
     if x is None:
         return "-"
     return "< 0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def _x(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{x:.2f}x"
+
+
+def _r(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{x:.3f}"
 
 
 def _num(x: float) -> str:
@@ -96,7 +113,7 @@ def tables(records: Sequence[Record]) -> str:
             if not runs:
                 continue
             gpu = [time_to_target(r) for r in runs]
-            q1, q2, q3 = np.quantile(gpu, [0.25, 0.5, 0.75])
+            q1, q2, q3 = (quantile(gpu, q) for q in (0.25, 0.5, 0.75))
             hits = [r["hit_rate_model"] for r in runs if r["hit_rate_model"] is not None]
             w(f"| {prob} | {workers} | {method} | {sum(r['reached'] for r in runs)}/{len(runs)} | "
               f"{_num(q2)} [{_num(q1)}, {_num(q3)}] | "
@@ -106,7 +123,8 @@ def tables(records: Sequence[Record]) -> str:
 
     w("\n### Speedup over kubetune random + ASHA, paired over seeds\n")
     w("Random + ASHA's GPU-time to target / the method's on the same seed: median "
-      "(geometric mean), and the seeds on which the method is faster / tied / slower. "
+      "(geometric mean when every run reached the target), and the seeds on which the method "
+      "is faster / tied / slower (a tie: the same time, or neither reached the target). "
       "Goal: kubetune TPE + ASHA >= 1.3x at W = 4 on at least one problem.\n")
     others = [m for m in SEARCH_METHODS if m != "kt-random"]
     w("| problem | W | " + " | ".join(others) + " |")
@@ -115,9 +133,11 @@ def tables(records: Sequence[Record]) -> str:
         row = []
         for method in others:
             g = paired(grid[key], "kt-random", method)
-            row.append("-" if g is None else
-                       f"{g['median_ratio']:.2f}x ({g['gmean_ratio']:.2f}x), "
-                       f"{g['losses']}/{g['ties']}/{g['wins']}")
+            if g is None:
+                row.append("-")
+                continue
+            gm = "" if g["gmean_ratio"] is None else f" ({_x(g['gmean_ratio'])})"
+            row.append(f"{_x(g['median_ratio'])}{gm}, {g['losses']}/{g['ties']}/{g['wins']}")
         w(f"| {key[0]} | {key[2]} | " + " | ".join(row) + " |")
 
     w("\n### kubetune TPE + ASHA against Ray's and Optuna's, paired over seeds\n")
@@ -132,7 +152,8 @@ def tables(records: Sequence[Record]) -> str:
                 g = paired(grid[key], mine, other)
                 if g is None:
                     continue
-                w(f"| {key[0]} | {key[2]} | {mine} | {other} | {g['median_ratio']:.3f} "
-                  f"({g['gmean_ratio']:.3f}) | {g['wins']} / {g['ties']} / {g['losses']} | "
+                gm = "" if g["gmean_ratio"] is None else f" ({g['gmean_ratio']:.3f})"
+                w(f"| {key[0]} | {key[2]} | {mine} | {other} | {_r(g['median_ratio'])}{gm} | "
+                  f"{g['wins']} / {g['ties']} / {g['losses']} | "
                   f"{_p(g['p_slower'])} | {_p(g['p_faster'])} |")
     return "\n".join(lines) + "\n"
