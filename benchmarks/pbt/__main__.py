@@ -1,5 +1,7 @@
 """`python -m benchmarks.pbt [--seeds 30]`: print the solved rate and iterations to solve.
 
+`--dev-cluster [--seeds N]` runs the methods on the local control plane instead (devcluster.py).
+
 The table is also written to benchmarks/results/pbt_tables.md. Deterministic:
 a rerun prints the same numbers.
 """
@@ -52,8 +54,17 @@ def table(seeds: int) -> tuple[str, dict[str, list[Run]]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pbt")
-    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds (default 30; with --dev-cluster 1)")
+    parser.add_argument("--dev-cluster", action="store_true",
+                        help="run on the local control plane with the operator (devcluster.py)")
     args = parser.parse_args(argv)
+    if args.dev_cluster:
+        from benchmarks.pbt import devcluster
+
+        devcluster.main(args.seeds or 1)
+        return
+    args.seeds = args.seeds or 30
     text, runs = table(args.seeds)
     pbt = _median_censored(runs["pbt (population 8)"])
     rnd = _median_censored(runs["random search"])
