@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     from kubetune.search.optuna import SAMPLERS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samplers", nargs="+", default=[*SAMPLERS, "cmaes"])
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[100, 1000, 5000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")

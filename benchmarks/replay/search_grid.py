@@ -1,7 +1,7 @@
 """`python -m benchmarks.replay.search_grid`: model-based search with ASHA, against random search, Ray and Optuna.
 
     python -m benchmarks.replay.search_grid                # 2 problems x W 1, 4, 16 x 5 methods x 30 seeds
-    python -m benchmarks.replay.search_grid --quick        # a smoke run: 2 seeds, W = 4, 300 trials at most
+    python -m benchmarks.replay.search_grid --quick        # smoke run: 2 seeds, W = 4, 150 trials at most
     python -m benchmarks.replay.search_grid --report-only  # redraw from results/replay_search_runs.json.gz
 
 Runs are kept in results/replay_search_runs.json.gz as they finish, keyed by
@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -27,7 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.replay.problems import SearchProblem, problems
-from benchmarks.replay.searchers import SEARCH_METHODS, SearchSimulation, make_search_method
+from benchmarks.replay.searchers import (
+    CONTROLS,
+    SEARCH_METHODS,
+    SearchSimulation,
+    make_search_method,
+)
 from benchmarks.replay.simulator import IDEAL, REALISTIC, Setting
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -118,23 +124,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--problems", nargs="+", default=["mfh6-moderate", "digits-mlp"])
     parser.add_argument("--workers", nargs="+", type=int, default=list(WORKERS))
-    parser.add_argument("--methods", nargs="+", default=list(SEARCH_METHODS), choices=SEARCH_METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(SEARCH_METHODS),
+                        choices=SEARCH_METHODS + CONTROLS)
     parser.add_argument("--max-trials", type=int, default=MAX_TRIALS)
     parser.add_argument("--setting", choices=("ideal", "realistic"), default="ideal")
     parser.add_argument("--jobs", type=int, default=1, help="processes")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2 seeds, W = 4, at most 300 trials, into a separate file")
+                        help="smoke run: 2 seeds, W = 4, at most 150 trials; files in the temp dir")
     parser.add_argument("--fresh", action="store_true", help="forget the runs on file")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    runs_name, tables_name = RUNS, TABLES
     if args.quick:
-        args.seeds, args.workers, args.max_trials = 2, [4], 300
-        runs_name, tables_name = "quick_" + RUNS, "quick_" + TABLES
+        args.seeds, args.workers, args.max_trials = 2, [4], 150
+        args.out = Path(tempfile.gettempdir()) / "kubetune-replay-search-quick"
+        args.fresh = True
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / runs_name
-    records = [] if args.fresh or args.quick else load(path)
+    path = args.out / RUNS
+    records = [] if args.fresh else load(path)
     if not args.report_only:
         done = {_key(r) for r in records}
         tasks = [(p, w, m, s, args.max_trials, args.setting)
@@ -152,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
                 if i % 10 == 0 or i == len(tasks):
                     save(path, records)
     text = search_report.tables(records)
-    (args.out / tables_name).write_text(text)
+    (args.out / TABLES).write_text(text)
     sys.stdout.write(text)
 
 

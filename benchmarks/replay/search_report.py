@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from benchmarks.replay.searchers import SEARCH_METHODS
+from benchmarks.replay.searchers import CONTROLS, SEARCH_METHODS
 
 Record = dict[str, Any]
 Cell = dict[str, dict[int, Record]]
@@ -25,6 +25,8 @@ LABELS = {
     "kt-random": "kubetune random + ASHA",
     "ray-tpe": "Ray OptunaSearch + AsyncHyperBandScheduler",
     "optuna-tpe": "Optuna TPESampler + SuccessiveHalvingPruner",
+    "kt-tpe-fifo": "kubetune TPE, no early stopping",
+    "kt-random-fifo": "kubetune random, no early stopping",
 }
 
 
@@ -108,7 +110,7 @@ def tables(records: Sequence[Record]) -> str:
     w("|---|---|---|---|---|---|---|---|")
     for key in keys:
         prob, _, workers = key
-        for method in SEARCH_METHODS:
+        for method in SEARCH_METHODS + CONTROLS:
             runs = list(grid[key].get(method, {}).values())
             if not runs:
                 continue

@@ -18,6 +18,8 @@ every observation of that instant (the operator's order).
   the scheduler first; on STOP, on_trial_complete to the scheduler and to the
   searcher with that last result (so the searcher tells Optuna COMPLETE with
   the value at the stopping rung), otherwise on_trial_result to the searcher.
+- kt-tpe-fifo / kt-random-fifo (controls, not in the default grid): the same
+  searchers with no early stopping, every trial run to max_t.
 - optuna-tpe: Optuna's own `TPESampler` with `SuccessiveHalvingPruner`
   (study.ask with the distributions Ray's conversion gives, trial.report and
   trial.should_prune at each rung, study.tell PRUNED or the final value).
@@ -40,6 +42,9 @@ from benchmarks.replay.simulator import Setting, Simulation
 
 METRIC = "objective"
 SEARCH_METHODS = ("kt-tpe-pruned", "kt-tpe-complete", "kt-random", "ray-tpe", "optuna-tpe")
+CONTROLS = ("kt-tpe-fifo", "kt-random-fifo")
+"""Not in the default grid: TPE and random search with no early stopping (every trial to
+max_t), to tell what the model learns from full-fidelity values alone."""
 
 
 class SearchMethod(Method, Protocol):
@@ -50,9 +55,10 @@ class KubetuneSearch:
     """Our ASHA with kubetune's random search or its Optuna suggester, history as the operator has it."""
 
     def __init__(self, problem: SearchProblem, seed: int, sampler: str,
-                 stopped_as: str = "pruned", options: dict[str, Any] | None = None) -> None:
+                 stopped_as: str = "pruned", options: dict[str, Any] | None = None,
+                 early_stopping: bool = True) -> None:
         self.name = f"kt-{sampler}" + (f"-{stopped_as}" if sampler != "random" else "")
-        self.asha = KubetuneASHA(problem.mode, problem.asha)
+        self.asha = KubetuneASHA(problem.mode, problem.asha) if early_stopping else None
         self.sampler = sampler
         self.configs: list[dict[str, Any]] = []
         self.states: list[str] = []
@@ -99,12 +105,13 @@ class KubetuneSearch:
         return config
 
     def milestones(self, trial: int) -> list[int]:
-        return self.asha.milestones(trial)
+        return self.asha.milestones(trial) if self.asha is not None else []
 
     def start(self, trial: int) -> None:
         return None
 
     def observe(self, trial: int, step: int, value: float) -> bool:
+        assert self.asha is not None
         self.intermediate[trial][step] = value
         stop = self.asha.observe(trial, step, value)
         if stop:
@@ -113,7 +120,8 @@ class KubetuneSearch:
 
     def complete(self, trial: int, step: int, value: float) -> None:
         self.intermediate[trial][step] = value
-        self.asha.complete(trial, step, value)
+        if self.asha is not None:
+            self.asha.complete(trial, step, value)
         self.states[trial], self.values[trial] = "complete", value
 
 
@@ -241,11 +249,15 @@ def make_search_method(name: str, problem: SearchProblem, seed: int, workers: in
         return KubetuneSearch(problem, seed, "tpe", "complete")
     if name == "kt-random":
         return KubetuneSearch(problem, seed, "random")
+    if name == "kt-tpe-fifo":
+        return KubetuneSearch(problem, seed, "tpe", early_stopping=False)
+    if name == "kt-random-fifo":
+        return KubetuneSearch(problem, seed, "random", early_stopping=False)
     if name == "ray-tpe":
         return RaySearch(problem, seed, workers)
     if name == "optuna-tpe":
         return OptunaSearchSHA(problem, seed)
-    raise ValueError(f"method must be one of {', '.join(SEARCH_METHODS)} (got {name!r})")
+    raise ValueError(f"method must be one of {', '.join(SEARCH_METHODS + CONTROLS)} (got {name!r})")
 
 
 class SearchSimulation(Simulation):
