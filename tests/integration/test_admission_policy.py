@@ -202,21 +202,20 @@ def test_warn_only_policy_admits_the_tenant_with_the_message_as_a_warning(
                               tmp_path / "tenant.kubeconfig")
     objects = policy_objects({"admissionPolicy.validationActions": ["Warn"]})
     with installed(api_client, objects):
-        body = scripted_experiment("warned", [0.5])
+        # Until the policy is in force kubectl applies without a warning: try again under a new
+        # name (deleting the first would wait on the operator's finalizer).
+        attempts: list[str] = []
 
         def warned() -> subprocess.CompletedProcess[str] | None:
-            applied = kubectl_apply(narrow_config, body, tmp_path)
+            attempts.append(f"warned-{len(attempts)}")
+            applied = kubectl_apply(narrow_config, scripted_experiment(attempts[-1], [0.5]),
+                                    tmp_path)
             assert applied.returncode == 0, applied.stderr  # admitted, whether in force yet or not
-            if "may not create pods" in applied.stderr:
-                return applied
-            client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, "warned")
-            wait_for(lambda: stored(api_client, namespace, "warned") is None, what="warned deleted")
-            return None
+            return applied if "may not create pods" in applied.stderr else None
 
         applied = wait_for(warned, timeout=30, interval=0.5, what="a warning from the policy")
         assert applied.stderr.startswith("Warning:") and POLICY in applied.stderr, applied.stderr
-    assert stored(api_client, namespace, "warned") is not None
+    assert stored(api_client, namespace, attempts[-1]) is not None
 
 
 def test_tenant_who_may_create_pods_gets_its_experiment(
