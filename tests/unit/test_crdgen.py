@@ -276,7 +276,7 @@ def test_enums_are_published(crds: dict[str, dict[str, Any]]) -> None:
     assert spec["objective"]["properties"]["mode"]["enum"] == ["min", "max"]
     assert spec["scheduler"]["properties"]["type"]["enum"] == ["asha", "fifo", "median", "pbt"]
     assert spec["searchAlgorithm"]["properties"]["type"]["enum"] == [
-        "random", "grid", "tpe", "gp", "qmc"]
+        "random", "grid", "tpe", "gp", "cmaes", "qmc"]
     trial_status = root_schema(crds["TuneTrial"])["properties"]["status"]["properties"]
     assert trial_status["state"]["enum"] == ["Pending", "Running", "Succeeded", "Pruned", "Failed"]
     decision = trial_status["rungs"]["items"]["properties"]["decision"]

@@ -60,14 +60,14 @@ def test_rays_own_optuna_search_gets_a_one_line_pointer_to_ours() -> None:
 
 def test_an_optuna_sampler_object_is_refused_naming_the_sampler_names() -> None:
     optuna = pytest.importorskip("optuna")
-    with pytest.raises(TuneError, match="tpe, gp, qmc"):
+    with pytest.raises(TuneError, match="tpe, gp, cmaes, qmc"):
         kubetune.OptunaSearch(sampler=optuna.samplers.TPESampler())  # type: ignore[arg-type]
     with pytest.raises(TuneError, match="sampler's name"):
         manifest(optuna.samplers.TPESampler())
 
 
 def test_an_unknown_name_is_refused_listing_the_names() -> None:
-    with pytest.raises(TuneError, match="random, grid, tpe, gp, qmc"):
+    with pytest.raises(TuneError, match="random, grid, tpe, gp, cmaes, qmc"):
         manifest("hyperopt")
 
 

@@ -60,6 +60,14 @@ class TuneTrialSpec(SpecModel):
         description="The trial's hyperparameters (its config), as the trial pod receives them "
         "in KUBETUNE_CONFIG.",
     )
+    sampler_state: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="searchAlgorithm.type cmaes: what Optuna's CmaEsSampler wrote on this trial "
+        "when its config was asked (its generation and, on the trial that started a "
+        "generation, the CMA optimizer, pickled and hex-split as Optuna stores it), written "
+        "at creation with the config, so the search resumes exactly after an operator restart. "
+        "The optimizer is restored only if it unpickles to a CMA optimizer and nothing else.",
+    )
 
 
 class Decision(StrEnum):

@@ -124,7 +124,7 @@ Scheduler = FIFOScheduler | ASHAScheduler | MedianStoppingRule | PopulationBased
 @dataclass
 class TuneConfig:
     """Ray's TuneConfig. search_alg is "random" (Ray's BasicVariantGenerator), "grid", one of
-    Optuna's samplers ("tpe", "gp", "qmc"), or kubetune.OptunaSearch(...) with its options."""
+    Optuna's samplers ("tpe", "gp", "cmaes", "qmc"), or kubetune.OptunaSearch(...) with its options."""
 
     metric: str | None = None
     mode: Literal["min", "max"] | None = None

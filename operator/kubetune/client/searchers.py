@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from kubetune.client.errors import TuneError
 
-SAMPLER_TYPES = ("tpe", "gp", "qmc")
+SAMPLER_TYPES = ("tpe", "gp", "cmaes", "qmc")
 NAMES = ("random", "grid", *SAMPLER_TYPES)
 _ALIASES = {"variant_generator": "random", "basic_variant": "random", "optuna": "tpe"}
 """Ray's tune.create_searcher names, and "optuna" (OptunaSearch's default sampler is TPE)."""
@@ -26,14 +26,15 @@ _ALIASES = {"variant_generator": "random", "basic_variant": "random", "optuna": 
 class OptunaSearch:
     """Ray's OptunaSearch, run by the operator: one of Optuna's samplers, by name.
 
-    sampler: "tpe" (Ray's default), "gp" or "qmc". seed and points_to_evaluate as
+    sampler: "tpe" (Ray's default), "gp", "cmaes" or "qmc". seed and points_to_evaluate as
     in Ray. The rest are the sampler's options as Optuna names them
-    (n_startup_trials, multivariate, constant_liar, ...); stopped_trials_as says
+    (n_startup_trials, multivariate, constant_liar, sigma0, popsize, with_margin,
+    use_separable_cma, ...); stopped_trials_as says
     how trials the scheduler stopped are told to the model ("pruned", Optuna's
     way, or "complete", Ray's).
     """
 
-    sampler: Literal["tpe", "gp", "qmc"] = "tpe"
+    sampler: Literal["tpe", "gp", "cmaes", "qmc"] = "tpe"
     seed: int | None = None
     points_to_evaluate: Sequence[Mapping[str, Any]] | None = None
     n_startup_trials: int | None = None
@@ -42,6 +43,10 @@ class OptunaSearch:
     group: bool | None = None
     constant_liar: bool | None = None
     deterministic_objective: bool | None = None
+    sigma0: float | None = None
+    popsize: int | None = None
+    with_margin: bool | None = None
+    use_separable_cma: bool | None = None
     qmc_type: Literal["sobol", "halton"] | None = None
     scramble: bool | None = None
     stopped_trials_as: Literal["pruned", "complete"] | None = None
@@ -60,7 +65,9 @@ class OptunaSearch:
             "seed": self.seed, "nStartupTrials": self.n_startup_trials,
             "nEiCandidates": self.n_ei_candidates, "multivariate": self.multivariate,
             "group": self.group, "constantLiar": self.constant_liar,
-            "deterministicObjective": self.deterministic_objective, "qmcType": self.qmc_type,
+            "deterministicObjective": self.deterministic_objective, "sigma0": self.sigma0,
+            "popsize": self.popsize, "withMargin": self.with_margin,
+            "useSeparableCma": self.use_separable_cma, "qmcType": self.qmc_type,
             "scramble": self.scramble, "stoppedTrialsAs": self.stopped_trials_as,
         }
         spec.update({k: v for k, v in options.items() if v is not None})

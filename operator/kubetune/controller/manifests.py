@@ -37,10 +37,14 @@ def owner_reference(kind: str, api_version: str, meta: Mapping[str, Any]) -> dic
             "controller": True, "blockOwnerDeletion": True}
 
 
-def build_trial(experiment: Mapping[str, Any], index: int, params: Mapping[str, Any]) -> dict[str, Any]:
+def build_trial(experiment: Mapping[str, Any], index: int, params: Mapping[str, Any],
+                sampler_state: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The TuneTrial of trial `index` with its config, owned and labelled by its experiment."""
     meta = experiment["metadata"]
     name = trial_name(meta["name"], index)
+    spec: dict[str, Any] = {"experiment": meta["name"], "index": index, "params": dict(params)}
+    if sampler_state:
+        spec["samplerState"] = dict(sampler_state)
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TuneTrial",
@@ -50,7 +54,7 @@ def build_trial(experiment: Mapping[str, Any], index: int, params: Mapping[str, 
             "labels": {EXPERIMENT_LABEL: meta["name"], TRIAL_LABEL: name},
             "ownerReferences": [owner_reference("TuneExperiment", f"{GROUP}/{VERSION}", meta)],
         },
-        "spec": {"experiment": meta["name"], "index": index, "params": dict(params)},
+        "spec": spec,
     }
 
 

@@ -256,7 +256,8 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
     if plan.new_trials and not trials:
         _dry_run_first_pod(gw, body, spec, plan)
     for new in plan.new_trials:
-        created = gw.create_trial(manifests.build_trial(body, new.index, new.params))
+        created = gw.create_trial(manifests.build_trial(body, new.index, new.params,
+                                                        new.sampler_state))
         by_name[created["metadata"]["name"]] = created
     for new_pod in plan.new_pods:
         trial_body = by_name.get(new_pod.trial) or gw.get_trial(namespace, new_pod.trial)

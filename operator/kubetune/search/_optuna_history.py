@@ -31,14 +31,18 @@ _EPOCH = datetime.datetime(2000, 1, 1)
 
 def frozen_trial(state: OptunaState, value: float | None, params: Mapping[str, Any],
                  distributions: Mapping[str, BaseDistribution],
-                 intermediate: Mapping[int, float]) -> FrozenTrial:
-    """A validated FrozenTrial of one earlier trial (its params a subset of `distributions`)."""
+                 intermediate: Mapping[int, float],
+                 system_attrs: Mapping[str, Any] | None = None) -> FrozenTrial:
+    """A validated FrozenTrial of one earlier trial (its params a subset of `distributions`).
+
+    `system_attrs`: what the sampler wrote on the trial when it was asked (cmaes' state).
+    """
     finite = {int(step): float(v) for step, v in intermediate.items() if v == v}
     trial = FrozenTrial(
         number=-1, trial_id=-1, state=state, value=value, datetime_start=_EPOCH,
         datetime_complete=_EPOCH if state.is_finished() else None, params=dict(params),
         distributions={name: distributions[name] for name in params}, user_attrs={},
-        system_attrs={}, intermediate_values=finite)
+        system_attrs=dict(system_attrs or {}), intermediate_values=finite)
     trial._validate()
     return trial
 

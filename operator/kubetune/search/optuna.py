@@ -5,8 +5,11 @@ and GP and QMC keep state in the sampler or the study. So trial i's config is
 asked of a study built fresh, in memory, from trials 0..i-1 in index order
 (finished ones with their values, stopped ones as ``stopped_as`` says, running
 ones as RUNNING so the constant liar sees them), with a sampler seeded from
-(seed, i) and, for QMC, the low-discrepancy sequence read at point i. The config
-is a pure function of (seed, i, the history), in any process.
+(seed, i) and, for QMC, the low-discrepancy sequence read at point i. CMA-ES keeps
+its optimizer on the trials it asked: what it wrote on trial i is returned with
+the config, persisted with it, and set back on trial i's rebuilt study trial
+(_optuna_cmaes). The config is a pure function of (seed, i, the history), in any
+process.
 
 Stopped trials are a real choice: Ray's OptunaSearch tells an ASHA-stopped trial
 COMPLETE with its value at the stopping rung (so low- and full-budget values are
@@ -26,7 +29,7 @@ from functools import partial
 from typing import Any, Final, Literal
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, GPSampler, QMCSampler, RandomSampler, TPESampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial
@@ -34,11 +37,17 @@ from optuna.trial import TrialState as OptunaState
 
 from kubetune.api.common import SpecError
 from kubetune.api.search_algorithm import GP_MAX_TRIALS, OPTION_TYPES
+from kubetune.search._optuna_cmaes import (
+    CMAES_MAX_DIMENSIONS,
+    build_cmaes,
+    captured_state,
+    restored_state,
+)
 from kubetune.search._optuna_history import StudyCache, frozen_trial, rebuild_study
 from kubetune.search._optuna_space import OptunaSpace, convert_space, optuna_name
 from kubetune.search.domains import SearchSpace, parse_space
 
-SAMPLERS: Final = ("tpe", "gp", "qmc", "random")
+SAMPLERS: Final = ("tpe", "gp", "cmaes", "qmc", "random")
 """Optuna samplers a TuneExperiment may name (searchAlgorithm.type)."""
 
 StoppedAs = Literal["pruned", "complete"]
@@ -70,6 +79,9 @@ class HistoryRecord:
     """The final value, or the value where the scheduler stopped it; None if none is known."""
     intermediate: Mapping[int, float] = field(default_factory=dict)
     """Step -> value (the rung values), for pruned trials."""
+    sampler_state: Mapping[str, Any] = field(default_factory=dict)
+    """What the sampler wrote on the trial when it was asked (cmaes: its generation and, on
+    the trial whose ask told a generation, the pickled optimizer), as persisted."""
 
 
 def trial_seed(seed: int, index: int) -> int:
@@ -149,6 +161,8 @@ def build_sampler(sampler: str, options: Mapping[str, Any], seed: int, index: in
                              deterministic_objective=_option(options, "deterministicObjective",
                                                              False),
                              warn_independent_sampling=False)
+    if sampler == "cmaes":
+        return build_cmaes(options, own)
     if sampler == "qmc":
         # One sequence for the whole experiment (the experiment's seed), read at point index.
         return _IndexedQMC(index, space, qmc_type=_option(options, "qmcType", "sobol"),
@@ -184,6 +198,8 @@ class OptunaSuggester:
         self.mode = mode
         self.stopped_as: StoppedAs = stopped_as
         self.space: OptunaSpace = convert_space(parsed, sampler)
+        if sampler == "cmaes":
+            _check_cmaes_space(self.space.distributions)
         self.points = [self.space.study_params(p) for p in points_to_evaluate]
         self.direction = StudyDirection.MINIMIZE if mode == "min" else StudyDirection.MAXIMIZE
         self._cache = StudyCache()
@@ -192,11 +208,24 @@ class OptunaSuggester:
         """The study's trial for one history record."""
         state, value = _study_state(record, self.stopped_as)
         return frozen_trial(state, value, self.space.study_params(record.config),
-                            self.space.distributions, record.intermediate)
+                            self.space.distributions, record.intermediate,
+                            restored_state(self.sampler, record.sampler_state))
 
     def suggest(self, index: int, history: Sequence[HistoryRecord],
                 reuse: bool = True) -> dict[str, Any]:
         """The config of trial `index`, from the trials before it (any order; later ones unused).
+
+        See `ask`, which also returns the sampler's state to persist with the config.
+        """
+        return self.ask(index, history, reuse)[0]
+
+    def ask(self, index: int, history: Sequence[HistoryRecord],
+            reuse: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(config, sampler state) of trial `index`, from the trials before it.
+
+        The sampler state is what the sampler wrote on the asked trial that a later
+        rebuild needs (cmaes only; {} for the others): persist it with the config and
+        give it back as the trial's HistoryRecord.sampler_state.
 
         With `reuse`, the study trials of records unchanged since the previous call
         are reused (the study built is the one a rebuild gives, trial for trial);
@@ -221,7 +250,21 @@ class OptunaSuggester:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trial = study.ask(fixed_distributions=self.space.distributions)
-        return self.space.config(trial.params)
+        state: dict[str, Any] = {}
+        if self.sampler == "cmaes":
+            assert isinstance(sampler, optuna.samplers.CmaEsSampler)
+            state = captured_state(sampler, study._storage.get_trial_system_attrs(trial._trial_id))
+        return self.space.config(trial.params), state
+
+
+def _check_cmaes_space(distributions: Mapping[str, BaseDistribution]) -> None:
+    numeric = [d for d in distributions.values()
+               if not isinstance(d, CategoricalDistribution) and not d.single()]
+    if len(numeric) > CMAES_MAX_DIMENSIONS:
+        raise SpecError("spec.searchSpace",
+                        f"cmaes searches at most {CMAES_MAX_DIMENSIONS} numeric parameters, not "
+                        f"{len(numeric)}: its optimizer, persisted on every generation's "
+                        "TuneTrial, grows with their square; use tpe")
 
 
 def _study_state(record: HistoryRecord, stopped_as: StoppedAs) -> tuple[OptunaState, float | None]:
@@ -243,10 +286,11 @@ def _record_key(record: HistoryRecord) -> tuple[Any, ...]:
     another order only misses the cache.
     """
     return (record.index, record.state, record.value, repr(record.config),
-            tuple(sorted(record.intermediate.items())))
+            tuple(sorted(record.intermediate.items())), repr(record.sampler_state))
 
 
 __all__ = [
+    "CMAES_MAX_DIMENSIONS",
     "DEFAULT_STOPPED_AS",
     "GP_MAX_HISTORY",
     "OPTIONS",

@@ -22,6 +22,8 @@ class NewTrial:
 
     index: int
     params: dict[str, Any]
+    sampler_state: dict[str, Any] = field(default_factory=dict)
+    """What the sampler wrote on the trial when asked (cmaes), written with the config."""
 
 
 @dataclass(frozen=True)

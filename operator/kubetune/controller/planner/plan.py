@@ -100,7 +100,7 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
         next_index = max([next_index, *(p.index + 1 for p in recreated)])
         while unfinished < spec.max_concurrent_trials and next_index < total:
             params = configs.config(next_index)
-            plan.new_trials.append(NewTrial(next_index, params))
+            plan.new_trials.append(NewTrial(next_index, params, configs.state(next_index)))
             name = trial_name(exp.name, next_index)
             plan.new_pods.append(NewPod(name, next_index, 1, params, scheduler.milestones(name)))
             states[name] = TrialState.PENDING.value

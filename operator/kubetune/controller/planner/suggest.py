@@ -1,11 +1,13 @@
 """New trials' configs: Ray's generators, or an Optuna sampler told the trials so far.
 
-random and grid configs are a function of (seed, index). For tpe, gp and qmc,
+random and grid configs are a function of (seed, index). For tpe, gp, cmaes and qmc,
 trial i's config is asked of a study rebuilt from the experiment's TuneTrials
 before it, as this tick sees them (its own decisions included): Succeeded with
 its final objective, Pruned with its rung values, Failed, and everything else
 running, trials created earlier in the same tick included. The config is then
-persisted on the TuneTrial at creation, and never asked again.
+persisted on the TuneTrial at creation, and never asked again; so is what the
+sampler wrote on the asked trial (cmaes' optimizer state, spec.samplerState), which
+the trial's record carries back into every later study.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class TrialConfigs:
         self._suggester = suggester_for(exp) if spec.search_algorithm.model_based else None
         self._spec, self._trials, self._states, self._plan = spec, trials, states, plan
         self._built: list[HistoryRecord] | None = None
+        self._sampler_states: dict[int, dict[str, Any]] = {}
 
     @property
     def _history(self) -> list[HistoryRecord]:
@@ -73,14 +76,21 @@ class TrialConfigs:
         """Trial `index`'s config; a model-based one counts it as running from now on."""
         if self._suggester is None:
             return self.basic.config(index)
-        params = self._suggester.suggest(index, self._history)
-        self._add_running(index, params)
+        params, state = self._suggester.ask(index, self._history)
+        self._sampler_states[index] = state
+        self._add_running(index, params, state)
         return params
 
-    def _add_running(self, index: int, params: Mapping[str, Any]) -> None:
+    def state(self, index: int) -> dict[str, Any]:
+        """What the sampler wrote on trial `index` when asked this tick ({} if none)."""
+        return self._sampler_states.get(index, {})
+
+    def _add_running(self, index: int, params: Mapping[str, Any],
+                     state: Mapping[str, Any] | None = None) -> None:
         from kubetune.search.optuna import HistoryRecord
 
-        self._history.append(HistoryRecord(index, params, "running"))
+        self._history.append(HistoryRecord(index, params, "running",
+                                           sampler_state=dict(state or {})))
 
     def keep(self, index: int, params: Mapping[str, Any]) -> None:
         """A trial created again with its old config: the model sees it running."""
@@ -124,6 +134,7 @@ def history_record(spec: TuneExperimentSpec, trial: TrialView, state: str,
     from kubetune.search.optuna import HistoryRecord
 
     status: Mapping[str, Any] = trial.status
+    kept = dict(trial.sampler_state)
     if patch is not None:
         status = {**status, **patch.merge_patch()}
     rungs = {int(r["milestone"]): v for r in status.get("rungs") or []
@@ -132,7 +143,7 @@ def history_record(spec: TuneExperimentSpec, trial: TrialView, state: str,
         value = _finite((status.get("metrics") or {}).get(spec.objective.metric))
         if value is None:
             value = _finite(status.get("objective"))
-        return HistoryRecord(trial.index, trial.params, "complete", value, rungs)
+        return HistoryRecord(trial.index, trial.params, "complete", value, rungs, kept)
     if state == TrialState.PRUNED.value:
         pruned = status.get("prunedAt") or {}
         value = _finite(pruned.get("value"))
@@ -140,10 +151,10 @@ def history_record(spec: TuneExperimentSpec, trial: TrialView, state: str,
             rungs = {int(pruned.get("milestone") or pruned.get("step") or 0): value}
         if value is None and rungs:
             value = rungs[max(rungs)]
-        return HistoryRecord(trial.index, trial.params, "pruned", value, rungs)
+        return HistoryRecord(trial.index, trial.params, "pruned", value, rungs, kept)
     if state == TrialState.FAILED.value:
-        return HistoryRecord(trial.index, trial.params, "failed")
-    return HistoryRecord(trial.index, trial.params, "running")
+        return HistoryRecord(trial.index, trial.params, "failed", sampler_state=kept)
+    return HistoryRecord(trial.index, trial.params, "running", sampler_state=kept)
 
 
 def suggester_for(exp: ExperimentView) -> OptunaSuggester:

@@ -184,6 +184,8 @@ class TrialView:
     """The status as the apiserver stores it (camelCase JSON, null fields dropped)."""
     uid: str = ""
     """The TuneTrial's uid, which its pods' owner reference names; "" when unknown."""
+    sampler_state: Mapping[str, Any] = field(default_factory=dict)
+    """spec.samplerState: what the sampler wrote on the trial when asked (cmaes)."""
 
     @property
     def state(self) -> str:
@@ -202,7 +204,8 @@ class TrialView:
         meta = body["metadata"]
         return cls(name=meta["name"], index=int(spec.get("index", 0)),
                    params=spec.get("params") or {}, status=body.get("status") or {},
-                   uid=str(meta.get("uid", "")))
+                   uid=str(meta.get("uid", "")),
+                   sampler_state=spec.get("samplerState") or {})
 
 
 @dataclass(frozen=True)
