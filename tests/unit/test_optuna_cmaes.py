@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
+import kubetune
 from kubetune.api import SpecError, validate_experiment_spec
 from kubetune.controller.planner import ExperimentView, TrialView, plan_tick
 from kubetune.controller.planner.views import TrialView as View
 from kubetune.search._optuna_cmaes import restored_state
-from kubetune.search.optuna import HistoryRecord, OptunaSuggester
+from kubetune.search.optuna import HistoryRecord, OptunaSuggester, build_sampler
 
 pytestmark = pytest.mark.unit
 
@@ -178,3 +179,17 @@ def test_cmaes_options_and_limits_are_checked_at_apply_time() -> None:
     mixed = {**SPACE, "act": {"choice": ["relu", "tanh"]}}
     config = OptunaSuggester("cmaes", mixed, "min", 0).suggest(0, [])
     assert config["act"] in ("relu", "tanh")
+
+
+def test_the_python_api_names_cmaes_and_its_options() -> None:
+    search = kubetune.OptunaSearch(sampler="cmaes", seed=2, n_startup_trials=3, sigma0=0.2,
+                                   popsize=6, with_margin=True)
+    spec = search.to_spec()
+    assert spec == {"type": "cmaes", "seed": 2, "nStartupTrials": 3, "sigma0": 0.2,
+                    "popsize": 6, "withMargin": True}
+    algorithm = experiment(**spec).spec.search_algorithm
+    assert algorithm.sampler_options() == {"nStartupTrials": 3, "sigma0": 0.2, "popsize": 6,
+                                           "withMargin": True}
+    sampler = build_sampler("cmaes", algorithm.sampler_options(), 2, 0, {})
+    assert (sampler._n_startup_trials, sampler._sigma0, sampler._popsize,
+            sampler._with_margin) == (3, 0.2, 6, True)
