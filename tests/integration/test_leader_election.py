@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -104,7 +105,7 @@ def test_two_operators_one_leads_the_other_takes_over_after_sigkill(
             assert before and all(e.reporting_instance == leader
                                   for e in events(api_client, ns)), "only the leader posts"
 
-            killed_at = time.monotonic()
+            killed_at, killed_wall = time.monotonic(), datetime.now(UTC)
             first.kill()  # SIGKILL: no release, the Lease must expire
             new = wait_for(lambda: (h := holder(api_client, lease)) != leader and h,
                            timeout=30, interval=0.1, what="the standby to take over")
@@ -127,7 +128,14 @@ def test_two_operators_one_leads_the_other_takes_over_after_sigkill(
                            for e in posted)
     assert max(per_decision.values()) == 1, [k for k, n in per_decision.items() if n > 1]
     created = Counter(e.involved_object.name for e in posted if e.reason == "TrialCreated")
-    assert created == Counter(two["trials"].keys()), "one TrialCreated Event per trial, none lost"
+    assert set(created) <= set(two["trials"]) and max(created.values()) == 1
+    # An Event is posted after the write it reports, so a leader SIGKILLed between creating a
+    # trial and posting its Event loses that one Event (the checks above cannot close the race
+    # with the kill). Only trials the killed leader created may lack one: none the new leader made.
+    unreported = set(two["trials"]) - set(created)
+    born = {n: t["metadata"]["creationTimestamp"] for n, t in trials(api_client, ns).items()}
+    assert all(datetime.fromisoformat(born[n].replace("Z", "+00:00"))
+               <= killed_wall.replace(microsecond=0) for n in unreported), (unreported, born)
     after = [e for e in posted if e.metadata.uid not in before]
     assert after and all(e.reporting_instance == new for e in after)
 
