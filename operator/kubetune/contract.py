@@ -33,6 +33,13 @@ ATTEMPT_LABEL = "kubetune.io/attempt"
 FINALIZER = "kubetune.io/finalizer"
 #: Prefix of the annotations where kopf keeps its progress and last-handled state.
 ANNOTATIONS_PREFIX = "kubetune.io"
+#: On a multi-worker trial's Job, Service and Pods, set by the operator: the trial's worker
+#: count (a one-worker trial is one Pod and has no such label).
+WORKERS_LABEL = "kubetune.io/workers"
+#: Set by the Job controller on an Indexed Job's pods (annotation and label): the pod's
+#: completion index, which is the worker's rank (PET_NODE_RANK). A trial pod without it is
+#: a one-worker trial's pod, rank 0.
+JOB_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 # -- environment of a trial container (written by the operator, read by kubetune.trial) ------
 #: The trial's config as JSON (nested spaces stay nested).
@@ -67,6 +74,27 @@ ENV_TERMINATION_LOG = "KUBETUNE_TERMINATION_LOG"
 ENV_LINGER_SECONDS = "KUBETUNE_LINGER_SECONDS"
 #: Seconds between SIGTERM and the SDK's forced exit.
 ENV_STOP_GRACE_SECONDS = "KUBETUNE_STOP_GRACE_SECONDS"
+#: Worker count of the trial (pods of its Job; 1 for a one-worker trial).
+ENV_NUM_WORKERS = "KUBETUNE_NUM_WORKERS"
+
+# -- torchrun's environment in a multi-worker trial's pods (torch.distributed.run reads PET_<OPTION>
+# as the default of --<option>; Kubeflow Trainer uses the same names) --------------------------
+#: Number of pods (torchrun's --nnodes): the worker count.
+ENV_PET_NNODES = "PET_NNODES"
+#: Processes per pod (torchrun's --nproc-per-node).
+ENV_PET_NPROC_PER_NODE = "PET_NPROC_PER_NODE"
+#: This pod's rank among the pods (torchrun's --node-rank), from JOB_COMPLETION_INDEX.
+ENV_PET_NODE_RANK = "PET_NODE_RANK"
+#: Rank 0's DNS name, `<job>-0.<service>` (torchrun's --master-addr).
+ENV_PET_MASTER_ADDR = "PET_MASTER_ADDR"
+#: The rendezvous port on rank 0 (torchrun's --master-port); the dev cluster's runner
+#: gives each trial a free local port instead, since its pods share one network.
+ENV_PET_MASTER_PORT = "PET_MASTER_PORT"
+#: Names a user's template may not set in a multi-worker trial: the operator writes them.
+PET_ENV_NAMES = (ENV_PET_NNODES, ENV_PET_NPROC_PER_NODE, ENV_PET_NODE_RANK,
+                 ENV_PET_MASTER_ADDR, ENV_PET_MASTER_PORT)
+#: PET_MASTER_PORT's value (Kubeflow Trainer's and torchrun's default).
+DEFAULT_MASTER_PORT = 29500
 
 #: Default checkpoint root when the template does not set ENV_CHECKPOINT_ROOT.
 DEFAULT_CHECKPOINT_ROOT = "/tmp/kubetune-checkpoints"
@@ -103,6 +131,38 @@ METRIC_FINISHED = "kubetune_trial_finished"
 METRIC_LAST_REPORT = "kubetune_trial_last_report_timestamp_seconds"
 #: Target labels the scrape configuration takes from the pod, never from the trial.
 TARGET_LABELS = ("namespace", "experiment", "trial", "attempt", "pod")
+
+
+def worker_rank(labels: Mapping[str, str] | None, annotations: Mapping[str, str] | None) -> int:
+    """A trial pod's worker rank: its Job completion index, 0 for a one-worker trial's pod."""
+    for source in (annotations or {}, labels or {}):
+        value = source.get(JOB_COMPLETION_INDEX)
+        if value is not None and value.isdigit():
+            return int(value)
+    return 0
+
+
+def worker_job_name(trial: str, attempt: int) -> str:
+    """The Indexed Job of a multi-worker trial's attempt; its pods' hostnames are `<job>-<rank>`."""
+    return f"{trial}-a{attempt}"
+
+
+def worker_service_name(trial: str) -> str:
+    """The headless Service (the pods' subdomain) of a multi-worker trial, one for all attempts."""
+    return trial
+
+
+def master_addr(trial: str, attempt: int, namespace: str | None = None) -> str:
+    """Rank 0's DNS name, `<job>-0.<service>` (with `.<namespace>.svc` when given)."""
+    name = f"{worker_job_name(trial, attempt)}-0.{worker_service_name(trial)}"
+    return name if namespace is None else f"{name}.{namespace}.svc"
+
+
+def serves_metrics(labels: Mapping[str, str] | None, annotations: Mapping[str, str] | None) -> bool:
+    """Whether a trial pod is scraped: only rank 0 serves a trial's metrics and writes the
+    termination message the operator reads (the chart's scrape config keeps the same pods)."""
+    return worker_rank(labels, annotations) == 0
+
 
 # -- phases -----------------------------------------------------------------------------------
 #: TuneExperiment phases after which nothing more happens (until the spec changes).
