@@ -36,6 +36,7 @@ from typing import Any, cast
 
 from kubernetes import client, config
 from tests.support.operator import OperatorProcess, install_crds
+from tests.support.storage import hostpath_claim
 
 from benchmarks.pbt.devcluster_trial import PROGRESS
 from benchmarks.pbt.problem import SOLVED_ACCURACY
@@ -139,27 +140,6 @@ def solve_point(records: Sequence[tuple[float, float]], budget: int,
     return None
 
 
-def _claim(core: client.CoreV1Api, namespace: str, directory: Path) -> str:
-    pv = f"pbt-bench-{namespace}"
-    core.create_persistent_volume(client.V1PersistentVolume(
-        metadata=client.V1ObjectMeta(name=pv),
-        spec=client.V1PersistentVolumeSpec(
-            capacity={"storage": "1Gi"}, access_modes=["ReadWriteMany"], storage_class_name="",
-            host_path=client.V1HostPathVolumeSource(path=str(directory)),
-            persistent_volume_reclaim_policy="Retain")))
-    core.create_namespaced_persistent_volume_claim(namespace, client.V1PersistentVolumeClaim(
-        metadata=client.V1ObjectMeta(name="ckpt"),
-        spec=client.V1PersistentVolumeClaimSpec(
-            access_modes=["ReadWriteMany"], storage_class_name="", volume_name=pv,
-            resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}))))
-    def bound() -> bool:
-        status = core.read_namespaced_persistent_volume_claim("ckpt", namespace).status
-        return status is not None and status.phase == "Bound"
-
-    _wait(bound, 60, "claim bound")
-    return "ckpt"
-
-
 def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -184,7 +164,7 @@ def run_method(api: client.ApiClient, method: str, seed: int, scale: Scale,
     _namespace(core, namespace)
     directory = volume / namespace
     directory.mkdir(parents=True)
-    body = experiment_body(method, seed, scale, _claim(core, namespace, directory))
+    body = experiment_body(method, seed, scale, hostpath_claim(core, namespace, directory, name="ckpt"))
     started = time.time()
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "tuneexperiments", body)
     exp: dict[str, Any] = {}

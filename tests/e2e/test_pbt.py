@@ -26,6 +26,7 @@ from kubernetes import client
 from tests.integration.kube import wait_for
 from tests.integration.test_operator import create, experiment, trials
 from tests.support.operator import OperatorProcess
+from tests.support.storage import hostpath_claim
 
 N_TRIALS = 8
 STEPS = 14
@@ -66,24 +67,6 @@ PBT_TRIAL = textwrap.dedent('''
 ''')
 
 
-def _claim(core: client.CoreV1Api, namespace: str, directory: Path) -> str:
-    pv_name = f"pbt-{namespace}"
-    core.create_persistent_volume(client.V1PersistentVolume(
-        metadata=client.V1ObjectMeta(name=pv_name),
-        spec=client.V1PersistentVolumeSpec(
-            capacity={"storage": "1Gi"}, access_modes=["ReadWriteMany"],
-            storage_class_name="", host_path=client.V1HostPathVolumeSource(path=str(directory)),
-            persistent_volume_reclaim_policy="Retain")))
-    core.create_namespaced_persistent_volume_claim(namespace, client.V1PersistentVolumeClaim(
-        metadata=client.V1ObjectMeta(name="pbt-ckpt"),
-        spec=client.V1PersistentVolumeClaimSpec(
-            access_modes=["ReadWriteMany"], storage_class_name="", volume_name=pv_name,
-            resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}))))
-    wait_for(lambda: core.read_namespaced_persistent_volume_claim(
-        "pbt-ckpt", namespace).status.phase == "Bound", timeout=60, what="claim bound")
-    return "pbt-ckpt"
-
-
 def _body(script: Path, claim: str) -> dict[str, Any]:
     return {
         "apiVersion": "kubetune.io/v1alpha1", "kind": "TuneExperiment",
@@ -119,7 +102,7 @@ def test_bottom_trials_resume_from_top_trials_checkpoints_through_operator_kills
     volume.mkdir()
     script = tmp_path / "pbt_trial.py"
     script.write_text(PBT_TRIAL % {"steps": STEPS, "sleep": 2.0})
-    create(api_client, namespace, _body(script, _claim(core, namespace, volume)))
+    create(api_client, namespace, _body(script, hostpath_claim(core, namespace, volume, name="pbt-ckpt")))
 
     before_kills: list[dict[str, list[dict[str, Any]]]] = []
     wait_for(lambda: any(_exploits(api_client, namespace).values()), timeout=180, interval=0.5,

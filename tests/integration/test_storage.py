@@ -13,6 +13,7 @@ from kubernetes import client
 from tests.integration.kube import wait_for
 from tests.integration.test_operator import create, trials, wait_phase
 from tests.support.operator import OperatorProcess, scripted_experiment
+from tests.support.storage import hostpath_claim
 
 RESUMING_TRIAL = textwrap.dedent('''
     import os, time
@@ -30,25 +31,6 @@ RESUMING_TRIAL = textwrap.dedent('''
 ''')
 
 
-def _claim(core: client.CoreV1Api, namespace: str, directory: Path) -> str:
-    """A ReadWriteMany claim bound to a hostPath volume on `directory`."""
-    pv_name = f"ckpt-{namespace}"
-    core.create_persistent_volume(client.V1PersistentVolume(
-        metadata=client.V1ObjectMeta(name=pv_name),
-        spec=client.V1PersistentVolumeSpec(
-            capacity={"storage": "1Gi"}, access_modes=["ReadWriteMany"],
-            storage_class_name="", host_path=client.V1HostPathVolumeSource(path=str(directory)),
-            persistent_volume_reclaim_policy="Retain")))
-    core.create_namespaced_persistent_volume_claim(namespace, client.V1PersistentVolumeClaim(
-        metadata=client.V1ObjectMeta(name="tune-ckpt"),
-        spec=client.V1PersistentVolumeClaimSpec(
-            access_modes=["ReadWriteMany"], storage_class_name="", volume_name=pv_name,
-            resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}))))
-    wait_for(lambda: core.read_namespaced_persistent_volume_claim(
-        "tune-ckpt", namespace).status.phase == "Bound", timeout=60, what="claim bound")
-    return "tune-ckpt"
-
-
 def test_checkpoints_go_to_the_claim_and_a_deleted_pods_trial_resumes_from_them(
         api_client, namespace, operator: OperatorProcess, tmp_path: Path):
     core = client.CoreV1Api(api_client)
@@ -56,7 +38,7 @@ def test_checkpoints_go_to_the_claim_and_a_deleted_pods_trial_resumes_from_them(
     volume_dir.mkdir()
     script = tmp_path / "resuming_trial.py"
     script.write_text(RESUMING_TRIAL)
-    claim = _claim(core, namespace, volume_dir)
+    claim = hostpath_claim(core, namespace, volume_dir, name="tune-ckpt")
     body = scripted_experiment("stored", [0.5], concurrency=1, scheduler={"type": "fifo"},
                                trialRetries=0, storage={"persistentVolumeClaim": {"claimName": claim}})
     container: dict[str, Any] = body["spec"]["trialTemplate"]["spec"]["containers"][0]
