@@ -50,6 +50,7 @@ from kubetune.api.searchspace import (
 )
 from kubetune.api.storage import StorageSpec, storage_template_problem
 from kubetune.api.template import TrialPodSpec, TrialTemplate
+from kubetune.api.workers import WorkersSpec, workers_problem
 
 EXPERIMENT_KIND: Final = "TuneExperiment"
 EXPERIMENT_PLURAL: Final = "tuneexperiments"
@@ -233,6 +234,13 @@ class TuneExperimentSpec(SpecModel):
         description="The pod template each trial runs (a PodTemplateSpec). Ask for GPUs in its "
         "containers' resources, as in any pod."
     )
+    workers: WorkersSpec | None = Field(
+        default=None,
+        description="Pods per trial, as Ray's ScalingConfig: a fixed count or a search-space "
+        "parameter. Unset or 1: one Pod per trial. More: an Indexed Job of that many pods, each "
+        "with the trial template's GPUs and torchrun's PET_* env; a trial starts only when all "
+        "of them fit on the nodes' free nvidia.com/gpu.",
+    )
     prometheus: PrometheusSpec | None = Field(
         default=None,
         description="Where to read this experiment's metrics, if not the "
@@ -300,6 +308,7 @@ class TuneExperimentSpec(SpecModel):
         problem = problem or pbt_problem(self.scheduler, self.scheduler.type,
                                          self.storage is not None, self.search_algorithm.type,
                                          self.search_space)
+        problem = problem or workers_problem(self.workers, self.search_space)
         if problem:
             raise ValueError(problem)
         return self
