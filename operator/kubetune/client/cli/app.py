@@ -14,6 +14,7 @@ from kubetune.client.cli import missing_client_extra
 from kubetune.client.cli.cluster import cluster
 from kubetune.client.cli.dev import dev
 from kubetune.client.cli.experiments import COMMANDS
+from kubetune.client.cli.export import export
 
 
 class KubetuneGroup(click.Group):
@@ -34,5 +35,5 @@ def main() -> None:
     """kubetune: hyperparameter tuning on Kubernetes."""
 
 
-for command in (*COMMANDS, cluster, dev):
+for command in (*COMMANDS, export, cluster, dev):
     main.add_command(command)
