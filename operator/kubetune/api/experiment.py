@@ -48,6 +48,7 @@ from kubetune.api.searchspace import (
     grid_points,
     worst_config_bytes,
 )
+from kubetune.api.stop import StopSpec
 from kubetune.api.storage import StorageSpec, storage_template_problem
 from kubetune.api.template import TrialPodSpec, TrialTemplate
 from kubetune.api.workers import WorkersSpec, workers_problem
@@ -224,6 +225,21 @@ class TuneExperimentSpec(SpecModel):
         ge=0,
         description="New pods a failed trial gets, with the same config, before it counts "
         "as failed.",
+    )
+    stop: StopSpec | None = Field(
+        default=None,
+        description="When a trial is done before its program ends, as Ray's "
+        "RunConfig(stop={...}): a trial that meets a condition is ended Succeeded, its pod "
+        "deleted as for a completion, with reason StopConditionMet and an Event naming it.",
+    )
+    time_budget_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Wall-clock budget of the whole experiment from its status.startTime, as "
+        "Ray's TuneConfig(time_budget_s=...): once it has passed, running trials are ended "
+        "(Succeeded with their latest metrics, Pruned if they have none yet), no trial is "
+        "created, and the experiment ends with the best trial so far (reason "
+        "TimeBudgetExhausted on its Complete condition, and an Event).",
     )
     scheduler: SchedulerSpec = Field(
         default_factory=SchedulerSpec,

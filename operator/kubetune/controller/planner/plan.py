@@ -14,6 +14,12 @@ from typing import Any
 
 from kubetune.api import ExperimentPhase, TrialState, TuneExperimentSpec, TuneExperimentStatus
 from kubetune.controller.planner.actions import NewPod, NewTrial, Plan
+from kubetune.controller.planner.budget import (
+    BUDGET_REASON,
+    budget_message,
+    budget_spent,
+    stop_for_budget,
+)
 from kubetune.controller.planner.pbt import plan_exploits
 from kubetune.controller.planner.pods import became_true
 from kubetune.controller.planner.status import (
@@ -90,7 +96,11 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
     too_many_failed = spec.max_failed_trials > 0 and failed >= spec.max_failed_trials
     created = len(ordered_trials) + len(recreated)
     fatal = _start_failure_fatal(machine, ordered_trials)
-    if not too_many_failed and fatal is None:
+    spent = budget_spent(spec, exp.status, now)  # None while within spec.timeBudgetSeconds
+    if spent is not None and not too_many_failed and fatal is None:
+        stop_for_budget(plan, spec, ordered_trials, pods_of, states, snapshot,
+                        budget_message(spec, spent), now)
+    if not too_many_failed and fatal is None and spent is None:
         for retry in retries:
             if unfinished >= spec.max_concurrent_trials:
                 break
@@ -115,6 +125,14 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
     reason = None
     if fatal is not None:
         phase, message, reason = ExperimentPhase.FAILED, fatal, "TrialsCannotStart"
+    elif spent is not None and not too_many_failed:
+        phase, reason = (ExperimentPhase.SUCCEEDED if best else ExperimentPhase.FAILED), BUDGET_REASON
+        message = budget_message(spec, spent) + (
+            f"; best trial {best.name}: {spec.objective.metric}={best.metric:g}" if best
+            else "; no trial had reported a finite objective value")
+        if exp.status.get("phase") != phase.value:
+            plan.event("TuneExperiment", exp.name, "Normal" if best else "Warning",
+                       BUDGET_REASON, message)
     status = plan.experiment_status = experiment_status(
         generation=exp.generation, previous=exp.status, phase=phase, message=message,
         states=states, total=total, created=created, best=best, scheduler=scheduler,
@@ -143,7 +161,7 @@ def _stop_live_trials(plan: Plan, trials: Sequence[TrialView], pods_of: Mapping[
                              message=f"stopped because the experiment failed: {message}",
                              completion_time=now)
         for p in pods_of.get(t.name, []):
-            if not p.finished and not p.deleting:
+            if not p.finished and not p.deleting and p.name not in plan.deleting:
                 plan.delete_pods.append((p.name, spec.prune_grace_period_seconds))
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from kubetune.api import Decision, PrunedAt, RungRecord, TrialState, TuneExperimentSpec
 from kubetune.api.pbt import PBTMemberStatus
+from kubetune.api.stop import stop_reason
 from kubetune.contract import TerminationMessage, encode_float
 from kubetune.controller.planner.actions import NewPod, Plan
 from kubetune.controller.planner.pods import PodHealth, failure, seconds_between, start_failure
@@ -213,9 +214,12 @@ class TrialMachine:
         return records if records != self.restored.get(trial.name, []) else None
 
     def _stop(self, trial: TrialView, verdict: Verdict, pod: PodView | None, step: int | None,
-              metrics: Mapping[str, float]) -> None:
+              metrics: Mapping[str, float], stop_condition: bool = False) -> None:
         rung = verdict.rung
-        if rung is None:  # reached max_t: a completed trial, as in Ray
+        if stop_condition:  # spec.stop met: a completed trial, as in Ray
+            self._finish_succeeded(trial, step, metrics, "StopConditionMet", verdict.reason)
+            self.plan.event("TuneTrial", trial.name, "Normal", "TrialStopped", verdict.reason)
+        elif rung is None:  # reached max_t: a completed trial, as in Ray
             self._finish_succeeded(trial, step, metrics, "ReachedMaxT", verdict.reason)
         else:
             self.states[trial.name] = TrialState.PRUNED.value
@@ -296,10 +300,12 @@ class TrialMachine:
             if obs.step is not None and value is not None:
                 latest = (obs.step, value)
             verdict = self._feed(trial, obs.rungs, latest)
-            if verdict is not None:
+            met = None if verdict else stop_reason(self.spec.stop, obs.step, obs.metrics)
+            if verdict is not None or met:
                 self.plan.patch_trial(trial.name, **updates,
                                       rungs=self.scheduler.records(trial.name))
-                self._stop(trial, verdict, pod, obs.step, obs.metrics)
+                self._stop(trial, verdict or Verdict(Decision.STOP, met or ""), pod, obs.step,
+                           obs.metrics, stop_condition=bool(met))
                 return
             rungs = self._records_changed(trial)
             if rungs is not None:
