@@ -75,7 +75,7 @@ def train(
     checkpoint = session.get_checkpoint()
     start = first_epoch(checkpoint)
     if checkpoint is not None:
-        state = _load_state(checkpoint, hp, device)
+        state = load_state(checkpoint, hp, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -95,7 +95,7 @@ def train(
             torch.save(
                 {
                     "epoch": epoch,
-                    "hyperparameters": _identity(hp),
+                    "hyperparameters": state_identity(hp),
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(),
@@ -149,22 +149,22 @@ def evaluate(model: nn.Module, data: Splits, batch_size: int, amp: bool) -> tupl
     return correct / n, total_loss / n
 
 
-def _load_state(
+def load_state(
     checkpoint: Checkpoint, hp: Hyperparameters, device: torch.device
 ) -> dict[str, Any]:
     state: dict[str, Any] = torch.load(
         checkpoint.path / _STATE_FILE, map_location=device, weights_only=True
     )
-    if state.get("hyperparameters") != _identity(hp):
+    if state.get("hyperparameters") != state_identity(hp):
         raise RuntimeError(
             f"the checkpoint in {checkpoint.path} was written with hyperparameters "
-            f"{state.get('hyperparameters')}, not {_identity(hp)}; give this trial a fresh "
+            f"{state.get('hyperparameters')}, not {state_identity(hp)}; give this trial a fresh "
             "KUBETUNE_CHECKPOINT_DIR"
         )
     return state
 
 
-def _identity(hp: Hyperparameters) -> dict[str, Any]:
+def state_identity(hp: Hyperparameters) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: everything but the epoch budget."""
     identity = asdict(hp)
     del identity["epochs"]

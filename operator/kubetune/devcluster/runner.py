@@ -31,19 +31,22 @@ Of the kubelet it imitates what an operator can observe through the API:
 - scraping: the pod's metrics port is registered with Prometheus through
   file-based service discovery with the chart's target labels: namespace and
   pod from the pod, experiment/trial/attempt from its kubetune labels only (a
-  pod label `namespace` moves nothing), so a trial cannot speak for another.
+  pod label `namespace` moves nothing), so a trial cannot speak for another;
+  of a multi-worker trial, only rank 0 is scraped, as the chart does (`scrape`);
+- cluster DNS: a master address (PET_MASTER_ADDR) naming a pod behind a
+  headless Service resolves to 127.0.0.1, and each Job's pods share a free
+  rendezvous port of their own in place of PET_MASTER_PORT (`clusterdns`).
 
 Not imitated: init containers, probes, restarts (restartPolicy is Never for
 trials), volumes and CPU limits. Pods share the host network here, so each pod's
 container port named `metrics` is given a free local port, passed in
-KUBETUNE_METRICS_PORT.
+KUBETUNE_METRICS_PORT. HOSTNAME is the pod's `hostname`, else its name.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -57,6 +60,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from kubetune import contract
+from kubetune.devcluster.clusterdns import PodNetwork
 from kubetune.devcluster.containers import (
     LocalContainer,
     back_off_message,
@@ -68,12 +72,12 @@ from kubetune.devcluster.podstatus import (
     container_entry,
     containers_status,
     now,
-    target_labels,
     terminated_status,
     waiting_status,
 )
 from kubetune.devcluster.processes import free_port
 from kubetune.devcluster.sandbox import pods_root
+from kubetune.devcluster.scrape import register_target
 
 log = logging.getLogger("kubetune.runner")
 
@@ -114,6 +118,7 @@ class Runner:
         self.pods_dir = pods_root(state_dir)
         self.sd_dir.mkdir(parents=True, exist_ok=True)
         self.pods_dir.mkdir(parents=True, exist_ok=True)
+        self.network = PodNetwork(api, state_dir)
         self.local: dict[str, LocalPod] = {}
         self.waiting: dict[str, WaitingPod] = {}
         self.finished: set[str] = set()
@@ -186,7 +191,7 @@ class Runner:
         envs = []
         for container in spec["containers"]:
             try:
-                envs.append(resolve_env(self.api, pod, container))
+                envs.append(self.network.rewrite(pod, resolve_env(self.api, pod, container)))
             except ApiException as e:
                 if e.status == 404:
                     self._wait(pod, container["name"], "CreateContainerConfigError",
@@ -204,7 +209,8 @@ class Runner:
                 metrics_port = free_port()
                 env[contract.ENV_METRICS_PORT] = str(metrics_port)
             started_container = start_container(container, env, workdir / container["name"],
-                                                log_file, name, home=workdir / "home",
+                                                log_file, spec.get("hostname") or name,
+                                                home=workdir / "home",
                                                 state_dir=self.state_dir)
             if isinstance(started_container, str):
                 for c in containers:
@@ -212,13 +218,7 @@ class Runner:
                 self._fail_to_start(pod, started_container)
                 return
             containers.append(started_container)
-        sd_file = None
-        if metrics_port is not None:
-            sd_file = self.sd_dir / f"{ns}_{name}_{uid[:8]}.json"
-            tmp = sd_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{metrics_port}"],
-                                        "labels": target_labels(pod)}]))
-            tmp.rename(sd_file)
+        sd_file = register_target(self.sd_dir, pod, metrics_port)
         local = self.local[uid] = LocalPod(uid=uid, namespace=ns, name=name,
                                            containers=containers, started_at=started,
                                            log_file=log_file, sd_file=sd_file)

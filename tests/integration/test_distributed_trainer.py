@@ -1,0 +1,140 @@
+"""A torchrun group on the local control plane, with no operator: an Indexed Job and a
+headless Service made by hand, their pods made by the kube-controller-manager's Job
+controller, placed by the scheduler on the KWOK GPU nodes and run by the local runner,
+which plays cluster DNS (rank 0's name is this host) and gives each Job its own
+rendezvous port. The reference trainer's data-parallel mode runs in every pod; each
+rank writes a digest of its final weights and the sample indices it trained on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from kubetune import contract
+from tests.integration.kube import wait_for
+
+COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+
+
+def torchrun_job(name: str, workers: int, config: dict[str, Any], checkpoints: Path,
+                 audit: Path) -> dict[str, Any]:
+    """What the operator makes for one attempt of a multi-worker trial, written by hand."""
+    env = [
+        {"name": "PET_NNODES", "value": str(workers)},
+        {"name": "PET_NPROC_PER_NODE", "value": "1"},
+        {"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}},
+        {"name": "PET_MASTER_ADDR", "value": f"{name}-0.{name}"},
+        {"name": "PET_MASTER_PORT", "value": "29500"},
+        {"name": contract.ENV_CONFIG, "value": json.dumps(config)},
+        {"name": contract.ENV_TRIAL, "value": name},
+        {"name": contract.ENV_METRICS_PORT, "value": "9090"},
+        {"name": contract.ENV_CHECKPOINT_DIR, "value": str(checkpoints)},
+        {"name": contract.ENV_LINGER_SECONDS, "value": "3"},
+    ]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {
+            "completionMode": "Indexed", "completions": workers, "parallelism": workers,
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "subdomain": name, "restartPolicy": "Never",
+                    "containers": [{
+                        "name": "trainer", "image": "kubetune-trainer:dev",
+                        "command": ["python", "-m", "torch.distributed.run",
+                                    "-m", "kubetune_trainer"],
+                        "args": ["--dataset", "digits", "--audit-dir", str(audit)],
+                        "env": env,
+                        "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                    }],
+                },
+            },
+        },
+    }
+
+
+def headless_service(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                     "selector": {"app": name}, "ports": [{"name": "rdzv", "port": 29500}]}}
+
+
+def run_job(api_client: Any, namespace: str, body: dict[str, Any]) -> None:
+    batch, core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
+    name = body["metadata"]["name"]
+    core.create_namespaced_service(namespace, headless_service(name))
+    batch.create_namespaced_job(namespace, body)
+
+
+def wait_job_succeeded(api_client: Any, namespace: str, name: str,
+                       timeout: float = 300) -> list[client.V1Pod]:
+    batch, core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
+
+    def done() -> bool:
+        status = batch.read_namespaced_job_status(name, namespace).status
+        failed = [c for c in status.conditions or [] if c.type == "Failed" and c.status == "True"]
+        assert not failed, f"Job {name} failed: {failed[0].message}"
+        return any(c.type == "Complete" and c.status == "True" for c in status.conditions or [])
+
+    wait_for(done, timeout=timeout, interval=1, what=f"Job {name} to complete")
+    return core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+
+
+def audits(directory: Path, workers: int) -> list[dict[str, Any]]:
+    return [json.loads((directory / f"rank-{r}.json").read_text()) for r in range(workers)]
+
+
+def assert_one_group(records: list[dict[str, Any]], epochs: list[int], per_rank: int) -> None:
+    """Disjoint shards of equal size each epoch, and every rank ends with the same weights."""
+    workers = len(records)
+    assert [r["world_size"] for r in records] == [workers] * workers
+    for epoch in epochs:
+        shards = [set(r["indices"][str(epoch)]) for r in records]
+        assert [len(s) for s in shards] == [per_rank] * workers
+        assert len(set().union(*shards)) == per_rank * workers, f"epoch {epoch}: shards overlap"
+    assert sorted(records[0]["indices"]) == sorted(str(e) for e in epochs)
+    digests = {r["weights_sha256"] for r in records}
+    assert len(digests) == 1, f"ranks ended with different weights: {digests}"
+
+
+def test_two_indexed_jobs_each_train_as_one_torchrun_group_and_a_new_attempt_resumes(
+        api_client, namespace, tmp_path: Path):
+    core = client.CoreV1Api(api_client)
+    # Two groups at once: both ask for port 29500, each gets its own here.
+    jobs = {"ddp-a": {"lr": 0.05, "epochs": 2, "seed": 1},
+            "ddp-b": {"lr": 0.1, "epochs": 2, "seed": 2}}
+    for name, config in jobs.items():
+        run_job(api_client, namespace, torchrun_job(
+            name, 2, config, tmp_path / name / "ckpt", tmp_path / name / "audit-1"))
+    for name in jobs:
+        pods = wait_job_succeeded(api_client, namespace, name)
+        assert sorted(p.spec.hostname for p in pods) == [f"{name}-0", f"{name}-1"]
+        assert all(p.spec.node_name and p.status.phase == "Succeeded" for p in pods)
+        # digits: 1617 training examples, 808 per rank once the odd one is dropped.
+        assert_one_group(audits(tmp_path / name / "audit-1", 2), [1, 2], per_rank=808)
+        rank0 = next(p for p in pods if p.spec.hostname == f"{name}-0")
+        message = contract.decode_termination_message(
+            rank0.status.container_statuses[0].state.terminated.message)
+        assert message["step"] == 2 and message["finished"]
+    a, b = (audits(tmp_path / n / "audit-1", 2)[0]["weights_sha256"] for n in jobs)
+    assert a != b, "two trials with different configs trained the same weights"
+    # Rank 0's termination message alone carries the result: the other rank never opened
+    # the trial session.
+    rank1 = core.read_namespaced_pod(
+        next(p.metadata.name for p in wait_job_succeeded(api_client, namespace, "ddp-a")
+             if p.spec.hostname == "ddp-a-1"), namespace)
+    assert not rank1.status.container_statuses[0].state.terminated.message
+
+    # A second attempt (a new Job, same checkpoints) with a larger budget: every rank
+    # resumes after epoch 2 from rank 0's checkpoint and trains epochs 3 and 4 only.
+    resumed = torchrun_job("ddp-a2", 2, {**jobs["ddp-a"], "epochs": 4},
+                           tmp_path / "ddp-a" / "ckpt", tmp_path / "ddp-a" / "audit-2")
+    run_job(api_client, namespace, resumed)
+    wait_job_succeeded(api_client, namespace, "ddp-a2")
+    assert_one_group(audits(tmp_path / "ddp-a" / "audit-2", 2), [3, 4], per_rank=808)
+    steps = sorted(p.name for p in (tmp_path / "ddp-a" / "ckpt").glob("step-*"))
+    assert steps[-1].endswith("4")
