@@ -266,3 +266,14 @@ def test_export_without_a_format_is_a_usage_error():
     result = CliRunner().invoke(main, ["export", "demo"])
     assert result.exit_code == 2
     assert "give at least one of --tensorboard DIR, --csv DIR, --json DIR" in result.output
+
+
+def test_a_result_grid_not_read_from_a_cluster_is_refused_with_the_fix():
+    from kubetune.client.errors import KubetuneError
+    from kubetune.client.export import export_results
+    from kubetune.client.results import ResultGrid
+
+    grid = ResultGrid({"metadata": {"name": "demo"},
+                       "spec": {"objective": {"metric": "accuracy", "mode": "max"}}}, TRIALS)
+    with pytest.raises(KubetuneError, match="pass client="):
+        export_results(grid, tensorboard="unused")
