@@ -16,7 +16,7 @@ holding a worker thread forever.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -32,7 +32,7 @@ from kubetune.api import (
     TuneExperimentStatus,
     TuneTrialStatus,
 )
-from kubetune.contract import EXPERIMENT_LABEL
+from kubetune.contract import EXPERIMENT_LABEL, WORKERS_LABEL
 
 MESSAGE_LIMIT = 2000
 """The characters of an apiserver message kept: enough for every field it names."""
@@ -214,3 +214,77 @@ class Gateway:
         except ApiCallError as e:
             if e.status != 404:
                 raise
+
+    # -- multi-worker trials: an Indexed Job and a headless Service per trial ----------------
+    def list_jobs(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
+        """The experiment's worker Jobs (by its label), as raw JSON."""
+        selector = f"{EXPERIMENT_LABEL}={experiment}"
+        with _call("list", "jobs", selector):
+            resp = client.BatchV1Api(self.api).list_namespaced_job(
+                namespace, label_selector=selector, _preload_content=False,
+                _request_timeout=self.timeout)
+        return list(json.loads(cast(Any, resp).data)["items"])
+
+    def capacity_objects(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                        list[dict[str, Any]]]:
+        """Nodes, non-terminated Pods and worker Jobs of the whole cluster, for admission."""
+        with _call("list", "nodes", ""):
+            nodes = self.core.list_node(_preload_content=False, _request_timeout=self.timeout)
+        with _call("list", "pods", "all namespaces"):
+            pods = self.core.list_pod_for_all_namespaces(
+                field_selector="status.phase!=Succeeded,status.phase!=Failed",
+                _preload_content=False, _request_timeout=self.timeout)
+        with _call("list", "jobs", "all namespaces"):
+            jobs = client.BatchV1Api(self.api).list_job_for_all_namespaces(
+                label_selector=WORKERS_LABEL, _preload_content=False,
+                _request_timeout=self.timeout)
+        return tuple(list(json.loads(cast(Any, r).data)["items"])  # type: ignore[return-value]
+                     for r in (nodes, pods, jobs))
+
+    def create_service(self, body: Mapping[str, Any]) -> None:
+        """Create a Service; one that already exists under its name is adopted."""
+        meta = body["metadata"]
+        self.count_write("create", "services")
+        try:
+            with _call("create", "services", meta["name"]):
+                self.core.create_namespaced_service(meta["namespace"], cast(Any, dict(body)),
+                                                    _preload_content=False,
+                                                    _request_timeout=self.timeout)
+        except ApiCallError as e:
+            if e.status != 409:
+                raise
+
+    def create_job(self, body: Mapping[str, Any]) -> None:
+        """Create a Job; one that already exists under its name (this attempt's) is adopted."""
+        meta = body["metadata"]
+        self.count_write("create", "jobs")
+        try:
+            with _call("create", "jobs", meta["name"]):
+                client.BatchV1Api(self.api).create_namespaced_job(
+                    meta["namespace"], cast(Any, dict(body)), _preload_content=False,
+                    _request_timeout=self.timeout)
+        except ApiCallError as e:
+            if e.status != 409:
+                raise
+
+    def delete_job(self, namespace: str, name: str, grace_seconds: int,
+                   pods: Sequence[str] = ()) -> None:
+        """Delete an attempt's Job and every one of its pods with this grace period.
+
+        Foreground propagation keeps the Job, marked deleting, until its pods are gone, so
+        the attempt holds its slot until then; the pods are deleted here with the grace
+        period (the garbage collector would use the pods' own), so every worker gets SIGTERM
+        and the same time to checkpoint.
+        """
+        self.count_write("delete", "jobs")
+        try:
+            with _call("delete", "jobs", name):
+                client.BatchV1Api(self.api).delete_namespaced_job(
+                    name, namespace, grace_period_seconds=grace_seconds,
+                    propagation_policy="Foreground", _preload_content=False,
+                    _request_timeout=self.timeout)
+        except ApiCallError as e:
+            if e.status != 404:
+                raise
+        for pod in pods:
+            self.delete_pod(namespace, pod, grace_seconds)

@@ -35,7 +35,7 @@ from kubetune.api import (
     validate_experiment_spec,
 )
 from kubetune.contract import EXPERIMENT_TERMINAL_PHASES as TERMINAL_PHASES
-from kubetune.controller import manifests
+from kubetune.controller import distributed, manifests
 from kubetune.controller.failures import (
     ErrorHistory,
     Failure,
@@ -46,6 +46,8 @@ from kubetune.controller.failures import (
 from kubetune.controller.gateway import ApiCallError, Gateway
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.planner import ExperimentView, Plan, PodView, TrialView, plan_tick
+from kubetune.controller.planner.admission import Capacity, plan_admission
+from kubetune.controller.planner.groups import Groups
 from kubetune.controller.planner.trial import TERMINAL
 from kubetune.controller.prometheus import (
     MetricsUnavailable,
@@ -168,10 +170,14 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
     spec = validate_experiment_spec(dict(body.get("spec") or {}))
     _check_template(spec)
     _check_prometheus_url(ctx.settings, spec)
+    distributed.check(spec)
     trials = gw.list_trials(namespace, name)
     pods = gw.list_pods(namespace, name)
+    groups = None  # a multi-worker attempt (a Job and its pods) is one view
+    if distributed.multi(spec):
+        groups, pods = distributed.read(gw, namespace, name, pods)
     trial_views = [TrialView.from_body(t) for t in trials]
-    pod_views = [PodView.from_body(p) for p in pods]
+    pod_views = [PodView.from_body(p) for p in pods] + (groups.views if groups else [])
     snapshot = None
     metrics_error = None
     unsettled = awaiting_results(trial_views, pod_views)
@@ -192,7 +198,11 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
     view = ExperimentView(name=name, namespace=namespace, generation=generation, spec=spec,
                           status=status)
     plan = plan_tick(view, trial_views, pod_views, snapshot, now(), metrics_error)
-    _apply(ctx, body, spec, plan, trials, logger)
+    if groups is not None:  # whole-trial admission of the attempts due to start
+        plan_admission(plan, spec, trial_views,
+                       distributed.capacity(gw) if plan.new_pods else Capacity(), now(),
+                       status.get("conditions") or [], generation, name)
+    _apply(ctx, body, spec, plan, trials, logger, groups)
 
 
 def awaiting_results(trials: list[TrialView], pods: list[PodView]) -> list[str] | None:
@@ -241,7 +251,7 @@ def _fail_invalid(ctx: OperatorContext, body: kopf.Body, error: SpecError,
 
 
 def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan: Plan,
-           trials: list[dict[str, Any]], logger: kopf.Logger) -> None:
+           trials: list[dict[str, Any]], logger: kopf.Logger, groups: Groups | None = None) -> None:
     gw = ctx.gateway
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -250,7 +260,8 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
     for trial, trial_status in plan.trial_status.items():
         gw.patch_trial_status(namespace, trial, trial_status)  # a trial gone since is skipped
     for pod, grace in plan.delete_pods:
-        gw.delete_pod(namespace, pod, grace)
+        if not distributed.delete(gw, groups, namespace, pod, grace):
+            gw.delete_pod(namespace, pod, grace)
     # 2. New trials, then pods owned by them; the very first pod is tried on the apiserver
     # before any trial exists, so a template it refuses fails the experiment at once.
     if plan.new_trials and not trials:
@@ -264,6 +275,9 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
         pod_body = _trial_pod(spec, trial_body, new_pod.attempt, new_pod.params, new_pod.milestones,
                               start_checkpoint=new_pod.start_checkpoint,
                               checkpoint_segment=new_pod.checkpoint_segment)
+        if groups is not None and distributed.create_attempt(gw, spec, trial_body, pod_body,
+                                                             new_pod.params):
+            continue
         try:
             gw.create_pod(pod_body)
         except ApiCallError as e:
