@@ -36,6 +36,7 @@ from kubetune.client.domains import (
     uniform,
 )
 from kubetune.client.results import Result, ResultGrid
+from kubetune.client.scaling import ScalingConfig
 from kubetune.client.searchers import OptunaSearch
 from kubetune.client.tuner import Tuner
 
@@ -51,6 +52,7 @@ __all__ = [
     "Result",
     "ResultGrid",
     "RunConfig",
+    "ScalingConfig",
     "TuneConfig",
     "Tuner",
     "choice",

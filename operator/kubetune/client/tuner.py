@@ -40,6 +40,7 @@ from kubetune.client.config import FIFOScheduler, RunConfig, TuneConfig
 from kubetune.client.errors import TuneError
 from kubetune.client.experiments import ExperimentClient
 from kubetune.client.results import ResultGrid
+from kubetune.client.scaling import ScalingConfig, apply_scaling_config
 from kubetune.client.searchers import search_algorithm_spec
 from kubetune.contract import EXPERIMENT_TERMINAL_PHASES
 
@@ -78,6 +79,7 @@ class Tuner:
                  args: Sequence[str] | None = None,
                  env: Mapping[str, str] | None = None,
                  resources: Mapping[str, Any] | None = None,
+                 scaling_config: ScalingConfig | None = None,
                  prometheus_url: str | None = None,
                  kubeconfig: str | Path | None = None,
                  api_client: k8s.ApiClient | None = None) -> None:
@@ -95,6 +97,7 @@ class Tuner:
         self.namespace = namespace
         self.command, self.args = command, args
         self.env, self.resources = env, resources
+        self.scaling_config = scaling_config  # workers per trial (kubetune.client.scaling)
         self.prometheus_url = prometheus_url
         self.kubeconfig, self.api_client = kubeconfig, api_client
         if not _NAME.match(self.name) or len(self.name) > _MAX_NAME:
@@ -188,6 +191,8 @@ class Tuner:
                 raise ValueError(f"RunConfig(storage_path={rc.storage_path!r}): write "
                                  "pvc://<claim> to name a PersistentVolumeClaim")
             spec["storage"] = {"persistentVolumeClaim": {"claimName": rc.storage_path[6:]}}
+        if self.scaling_config is not None:
+            apply_scaling_config(spec, self.scaling_config, self.param_space)
         validate_experiment_spec(spec)  # raises SpecError naming the field and the fix
         metadata: dict[str, Any] = {"name": self.name}
         if self.namespace:
