@@ -1,0 +1,97 @@
+"""The pure pieces of multi-worker trials on the data side: the local runner's cluster DNS
+names and per-Job rendezvous ports, its scrape registration (rank 0 only), the trainer's
+reading of torchrun's placement, and examples/ddp-asha.yaml."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubetune import contract
+from kubetune.api import validate_experiment_spec
+from kubetune.controller.planner import ExperimentView, plan_tick
+from kubetune.devcluster.clusterdns import PodNetwork, pod_dns_name
+from kubetune.devcluster.scrape import register_target
+from kubetune_trainer.placement import Placement
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ddp-asha.yaml"
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("t-a1-0.t", ("t-a1-0", "t", "ns")),
+    ("t-a1-0.t.other", ("t-a1-0", "t", "other")),
+    ("t-a1-0.t.other.svc", ("t-a1-0", "t", "other")),
+    ("t-a1-0.t.other.svc.cluster.local", ("t-a1-0", "t", "other")),
+    ("t-a1-0.t.other.svc.cluster.local.", ("t-a1-0", "t", "other")),
+    ("localhost", None),
+    ("10.0.0.7", None),  # an IP is not a DNS name a Service answers for
+    ("a.b.c.d.e", None),
+    ("Under_score.t", None),
+])
+def test_pod_dns_names_are_read_as_cluster_dns_answers_them(
+        name: str, expected: tuple[str, str, str] | None) -> None:
+    assert pod_dns_name(name, "ns") == expected
+
+
+def pod(name: str, uid: str, job_uid: str | None, index: int | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "uid": uid,
+                            "labels": {contract.TRIAL_LABEL: "t", contract.EXPERIMENT_LABEL: "x",
+                                       contract.ATTEMPT_LABEL: "1"}}
+    if job_uid is not None:
+        meta["ownerReferences"] = [{"kind": "Job", "name": "t-a1", "uid": job_uid,
+                                    "controller": True}]
+    if index is not None:
+        meta["annotations"] = {contract.JOB_COMPLETION_INDEX: str(index)}
+    return {"metadata": meta, "spec": {}}
+
+
+def test_pods_of_one_job_share_a_rendezvous_port_kept_across_runner_restarts(
+        tmp_path: Path) -> None:
+    network = PodNetwork(None, tmp_path)  # type: ignore[arg-type]  # ports need no API
+    a0, a1 = pod("a-0", "u1", "job-a"), pod("a-1", "u2", "job-a")
+    b0 = pod("b-0", "u3", "job-b")
+    port = network.rendezvous_port(a0)
+    assert network.rendezvous_port(a1) == port
+    assert network.rendezvous_port(b0) != port
+    assert PodNetwork(None, tmp_path).rendezvous_port(a1) == port  # type: ignore[arg-type]
+
+
+def test_only_rank_0_of_a_group_is_registered_for_scraping(tmp_path: Path) -> None:
+    assert register_target(tmp_path, pod("t-a1-1", "u2", "job", index=1), 4242) is None
+    assert register_target(tmp_path, pod("t-a1-0", "u1", "job", index=0), None) is None
+    target = register_target(tmp_path, pod("t-a1-0", "u1", "job", index=0), 4242)
+    assert target is not None
+    [entry] = json.loads(target.read_text())
+    assert entry["targets"] == ["127.0.0.1:4242"]
+    assert entry["labels"]["trial"] == "t" and entry["labels"]["pod"] == "t-a1-0"
+    # A one-worker trial's pod has no completion index: it is rank 0.
+    assert register_target(tmp_path, pod("t-1", "u9", None), 4243) is not None
+
+
+def test_placement_is_read_from_torchruns_environment() -> None:
+    assert Placement.from_env({}) is None
+    placement = Placement.from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
+    assert placement == Placement(3, 4, 1) and not placement.is_leader
+    assert Placement.from_env({"RANK": "0", "WORLD_SIZE": "2"}) == Placement(0, 2, 0)
+    with pytest.raises(ValueError, match="RANK=2"):
+        Placement.from_env({"RANK": "2", "WORLD_SIZE": "2"})
+
+
+def test_the_ddp_example_tunes_lr_and_the_worker_count() -> None:
+    body = yaml.safe_load(EXAMPLE.read_text())
+    spec = validate_experiment_spec(body["spec"])
+    assert spec.workers is not None and spec.workers.parameter == "num_workers"
+    assert spec.scheduler.type == "asha"
+    command = body["spec"]["trialTemplate"]["spec"]["containers"][0]["command"]
+    assert command[:3] == ["python", "-m", "torch.distributed.run"]
+    exp = ExperimentView(name=body["metadata"]["name"], namespace="default", generation=1,
+                         spec=spec, status={})
+    plan = plan_tick(exp, [], [], None, "2026-01-01T00:00:00Z")
+    assert len(plan.new_trials) == spec.max_concurrent_trials
+    for new in plan.new_trials:
+        assert spec.workers.count_for(new.params) in (2, 3)
+        assert 1e-3 <= new.params["lr"] <= 3e-1
