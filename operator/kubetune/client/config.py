@@ -6,6 +6,7 @@ arguments; each scheduler's `to_spec()` is its `spec.scheduler` entry.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -103,6 +104,10 @@ class PopulationBasedTraining:
                              "asynchronous PBT (synch=False) only")
         mutations: dict[str, Any] = {}
         for name, mutation in (self.hyperparam_mutations or {}).items():
+            if type(mutation).__module__.startswith("ray."):
+                from kubetune.client import ray_compat
+
+                mutation = ray_compat.domain(f"hyperparam_mutations[{name!r}]", mutation)
             if isinstance(mutation, Domain):
                 mutations[name] = mutation.to_spec()
             elif isinstance(mutation, (list, tuple)):
@@ -124,7 +129,13 @@ Scheduler = FIFOScheduler | ASHAScheduler | MedianStoppingRule | PopulationBased
 @dataclass
 class TuneConfig:
     """Ray's TuneConfig. search_alg is "random" (Ray's BasicVariantGenerator), "grid", one of
-    Optuna's samplers ("tpe", "gp", "cmaes", "qmc"), or kubetune.OptunaSearch(...) with its options."""
+    Optuna's samplers ("tpe", "gp", "cmaes", "qmc"), or kubetune.OptunaSearch(...) with its options.
+
+    max_concurrent_trials unset is Ray's default, no cap beyond the cluster: every trial
+    may run at once (spec.maxConcurrentTrials = the number of trials, at most the CRD's
+    limit), where a TuneExperiment written by hand defaults to 1. time_budget_s is the
+    whole experiment's wall-clock budget (spec.timeBudgetSeconds), as in Ray.
+    """
 
     metric: str | None = None
     mode: Literal["min", "max"] | None = None
@@ -133,12 +144,18 @@ class TuneConfig:
     num_samples: int = 1
     max_concurrent_trials: int | None = None
     seed: int | None = None
+    time_budget_s: float | datetime.timedelta | None = None
 
 
 @dataclass
 class FailureConfig:
     """Ray's FailureConfig: max_failures retries per trial (trialRetries); fail_fast stops
-    the experiment at the first failed trial; max_failed_trials is maxFailedTrials."""
+    the experiment at the first failed trial; max_failed_trials is maxFailedTrials.
+
+    Ray's defaults, which the Tuner uses when RunConfig has no failure_config: no retry,
+    and failed trials never fail the run (trialRetries 0, maxFailedTrials 0). A
+    TuneExperiment written by hand defaults to trialRetries 1 and maxFailedTrials 3.
+    """
 
     max_failures: int = 0
     fail_fast: bool = False
@@ -147,10 +164,18 @@ class FailureConfig:
 
 @dataclass
 class RunConfig:
-    """Ray's RunConfig: the experiment's name and its failure handling."""
+    """Ray's RunConfig: the experiment's name, its failure handling and stop conditions.
+
+    stop is Ray's dict form, {"training_iteration": 100, "accuracy": 0.98}: a trial ends
+    (Succeeded) at the first report where a value is >= its threshold (spec.stop). A
+    function or a Stopper object is refused (the operator cannot run it), except Ray's
+    MaximumIterationStopper and TimeoutStopper, which mean an iteration bound and a time
+    budget.
+    """
 
     name: str | None = None
     failure_config: FailureConfig | None = None
+    stop: Mapping[str, float] | None = None
     storage_path: str | None = None
     """Checkpoint storage shared by the trials: "pvc://<claim>" names a PersistentVolumeClaim
     in the experiment's namespace (spec.storage). Needed by PopulationBasedTraining."""

@@ -209,6 +209,10 @@ def _plain(where: str, value: Any) -> Any:
 
 
 def _entry(name: str, value: Any) -> dict[str, Any]:
+    if type(value).__module__.startswith("ray."):  # ray.tune.loguniform(...) by habit
+        from kubetune.client import ray_compat
+
+        value = ray_compat.domain(name, value)
     if isinstance(value, Domain):
         return value.to_spec()
     if callable(value):
@@ -223,7 +227,7 @@ def _entry(name: str, value: Any) -> dict[str, Any]:
 
 
 def _has_domain(value: Any) -> bool:
-    if isinstance(value, Domain):
+    if isinstance(value, Domain) or type(value).__module__.startswith("ray."):
         return True
     if isinstance(value, Mapping):
         return set(value) == {"grid_search"} or any(_has_domain(v) for v in value.values())
