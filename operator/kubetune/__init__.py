@@ -26,7 +26,6 @@ if TYPE_CHECKING:
         TuneConfig,
     )
     from kubetune.client.results import Result, ResultGrid
-    from kubetune.client.scaling import ScalingConfig
     from kubetune.client.searchers import OptunaSearch
     from kubetune.client.tuner import Tuner
 
@@ -42,11 +41,16 @@ __all__ = [
     "Result",
     "ResultGrid",
     "RunConfig",
-    "ScalingConfig",
     "TuneConfig",
     "Tuner",
     "__version__",
+    "init",
 ]
+
+def init(*_: object, **__: object) -> None:
+    """`ray.init()` for code ported from Ray (`import kubetune as ray`): nothing to start;
+    trials run on the cluster the kubeconfig names, as each Tuner finds it."""
+
 
 # Where each user-side name lives; imported on first access.
 _CLIENT_NAMES = {
@@ -60,7 +64,6 @@ _CLIENT_NAMES = {
     "OptunaSearch": "kubetune.client.searchers",
     "Result": "kubetune.client.results",
     "ResultGrid": "kubetune.client.results",
-    "ScalingConfig": "kubetune.client.scaling",
     "Tuner": "kubetune.client.tuner",
 }
 

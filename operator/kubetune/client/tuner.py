@@ -17,8 +17,9 @@
     best = results.get_best_result()
     best.config, best.metrics
 
-The trainable is a container image (or a pod template), not a Python function:
-each trial is a pod that calls `kubetune.trial.report()`. `Tuner.to_manifest()`
+The trainable is a container image (or a pod template) whose trials call
+`kubetune.trial.report()`, or a Python function `train_fn(config)` as in Ray, shipped
+to the trials in a ConfigMap (`kubetune.client.functions`). `Tuner.to_manifest()`
 gives the TuneExperiment to `kubectl apply` instead. The cluster is reached
 through `ExperimentClient` (`kubetune.client.experiments`).
 """
@@ -29,13 +30,13 @@ import json
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune.api import GROUP, VERSION, validate_experiment_spec
-from kubetune.client import domains
+from kubetune.client import domains, functions
 from kubetune.client.config import FIFOScheduler, RunConfig, TuneConfig
 from kubetune.client.errors import TuneError
 from kubetune.client.experiments import ExperimentClient
@@ -64,12 +65,13 @@ class Tuner:
     """Ray's Tuner for a cluster: a TuneExperiment built from Ray's arguments.
 
     `trainable` is the container image every trial runs, or a pod template
-    (a PodTemplateSpec dict, or a bare PodSpec with `containers`). `command`,
+    (a PodTemplateSpec dict, or a bare PodSpec with `containers`), or a function
+    `train_fn(config)` that runs in `image` (`kubetune.client.functions`). `command`,
     `args`, `env` and `resources` apply to the first container; `resources`
     are limits such as {"nvidia.com/gpu": 1, "cpu": 2, "memory": "8Gi"}.
     """
 
-    def __init__(self, trainable: str | Mapping[str, Any], *,
+    def __init__(self, trainable: str | Mapping[str, Any] | Callable[..., Any], *,
                  param_space: Mapping[str, Any],
                  tune_config: TuneConfig | None = None,
                  run_config: RunConfig | None = None,
@@ -82,12 +84,14 @@ class Tuner:
                  scaling_config: ScalingConfig | None = None,
                  prometheus_url: str | None = None,
                  kubeconfig: str | Path | None = None,
-                 api_client: k8s.ApiClient | None = None) -> None:
-        if callable(trainable):
-            raise TypeError(
-                "kubetune runs each trial as a pod, so the trainable is a container image (with "
-                "command=[...]) or a pod template, not a Python function; inside the container, "
-                "call kubetune.trial.report(step=..., metric=...)")
+                 api_client: k8s.ApiClient | None = None,
+                 image: str | None = None) -> None:
+        # A function is shipped to the trials (kubetune.client.functions); image is its image.
+        self.image = image
+        self._shipment: functions.ShippedFunction | None = None
+        if image is not None and not callable(trainable):
+            raise ValueError("image= is the image a function trainable runs in; an image "
+                             "trainable is the first argument")
         self.trainable = trainable
         self.param_space = dict(param_space)
         self.tune_config = tune_config or TuneConfig()
@@ -132,10 +136,16 @@ class Tuner:
         return metric, mode
 
     def _pod_template(self) -> dict[str, Any]:
-        if isinstance(self.trainable, str):
+        if callable(self.trainable):
+            if self.command is not None or self.args is not None:
+                raise ValueError("a function trainable runs under python -m kubetune.trial.launch"
+                                 "; command= and args= are for an image trainable")
+            template: dict[str, Any] = functions.pod_template(
+                self._shipped(), self.name, self.image, self.env)
+        elif isinstance(self.trainable, str):
             if not self.trainable:
                 raise ValueError("the trainable image must not be empty")
-            template: dict[str, Any] = {"spec": {"containers": [
+            template = {"spec": {"containers": [
                 {"name": "trial", "image": self.trainable}]}}
         elif "containers" in self.trainable:
             template = {"spec": json.loads(json.dumps(self.trainable))}
@@ -195,6 +205,8 @@ class Tuner:
             apply_scaling_config(spec, self.scaling_config, self.param_space)
         validate_experiment_spec(spec)  # raises SpecError naming the field and the fix
         metadata: dict[str, Any] = {"name": self.name}
+        if callable(self.trainable):
+            metadata["annotations"] = functions.experiment_annotations(self._shipped())
         if self.namespace:
             metadata["namespace"] = self.namespace
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TuneExperiment",
@@ -220,9 +232,21 @@ class Tuner:
                     f"TuneExperiment {self.name!r} already exists in namespace "
                     f"{client.namespace!r} with another spec: pick another name, or delete it "
                     f"(kubectl delete tx {self.name} -n {client.namespace})")
+            if callable(self.trainable):
+                functions.ship_after_create(client, self._shipped(), current)
             return client
-        client.create_experiment(body)
+        if callable(self.trainable):
+            functions.ship_before_create(client, self._shipped(), self.name)
+        created = client.create_experiment(body)
+        if callable(self.trainable):
+            functions.ship_after_create(client, self._shipped(), created)
         return client
+
+    def _shipped(self) -> functions.ShippedFunction:
+        """The function trainable as the trials get it; refused here with the reason."""
+        if self._shipment is None:
+            self._shipment = functions.ship_function(self.trainable)
+        return self._shipment
 
     def fit(self, *, progress: bool = True, timeout: float | None = None,
             poll_interval: float = 1.0) -> ResultGrid:

@@ -1,16 +1,32 @@
-"""A container's environment as the kubelet builds it, for the local runner.
+"""A container's environment and volumes as the kubelet builds them, for the local runner.
 
 `env` values with `$(VAR)` expansion, `envFrom` ConfigMaps, and `valueFrom`
-references to the pod's own fields, ConfigMap keys and Secret keys. A value
-under the mount path of a claim bound to a hostPath or local volume is pointed
-at that directory, as the mount would show it (`claim_paths`).
+references to the pod's own fields, ConfigMap keys and Secret keys. Processes here
+share the host's filesystem, so a volume shows where the env says it is mounted: a
+value under a container's `mountPath` is pointed at the local directory that plays
+the volume, as the mount would show it:
+
+- a claim bound to a hostPath or local volume is that directory (`claim_paths`);
+- a `configMap` volume is materialised as the kubelet does it, one file per key
+  (`data` as text, `binaryData` as bytes) or only the keys its `items` list at their
+  `path`s, with `defaultMode`/`mode`, in a directory of the pod's own laid out as the
+  kubelet's (`<root>/<pod uid>/volumes/kubernetes.io~configmap/<volume>`);
+  `subPath` mounts one entry of it. A ConfigMap that does not exist, or an `items`
+  key it lacks, fails the start unless the volume is `optional` (then it is empty);
+  the kubelet would show ContainerCreating with a FailedMount Event, the runner shows
+  CreateContainerConfigError and tries again (`config_map_paths`). Unlike the
+  kubelet's, the files are written once, at the container's start: a later update of
+  the ConfigMap is not seen.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +62,13 @@ def field_value(pod: dict[str, Any], path: str) -> str:
     }.get(path, ""))
 
 
-def resolve_env(api: client.CoreV1Api, pod: dict[str, Any],
-                container: dict[str, Any]) -> dict[str, str]:
-    """The container's variables, in the kubelet's order; raises ApiException if a ref fails."""
+def resolve_env(api: client.CoreV1Api, pod: dict[str, Any], container: dict[str, Any],
+                volumes_root: Path | None = None) -> dict[str, str]:
+    """The container's variables, in the kubelet's order; raises ApiException if a ref fails.
+
+    Its configMap volumes are materialised under `volumes_root` (default: a directory
+    in the system's temporary directory), and values under their mount paths point there.
+    """
     meta = pod["metadata"]
     env: dict[str, str] = {}
     for src in container.get("envFrom") or []:
@@ -72,7 +92,71 @@ def resolve_env(api: client.CoreV1Api, pod: dict[str, Any],
             r = ref["secretKeyRef"]
             sec = api.read_namespaced_secret(r["name"], meta["namespace"])
             env[name] = base64.b64decode((sec.data or {}).get(r["key"], "")).decode()
-    return with_claim_paths(env, claim_paths(api, pod, container))
+    mounts = {**claim_paths(api, pod, container),
+              **config_map_paths(api, pod, container, volumes_root or default_volumes_root())}
+    return with_claim_paths(env, mounts)
+
+
+def default_volumes_root() -> Path:
+    return Path(tempfile.gettempdir()) / "kubetune-pod-volumes"
+
+
+def config_map_paths(api: client.CoreV1Api, pod: dict[str, Any], container: dict[str, Any],
+                     root: Path) -> dict[str, str]:
+    """Each of the container's configMap mounts and the local directory (or file) playing it."""
+    volumes = {v.get("name"): v for v in pod["spec"].get("volumes") or []}
+    paths: dict[str, str] = {}
+    for mount in container.get("volumeMounts") or []:
+        source = (volumes.get(mount.get("name")) or {}).get("configMap")
+        if source is None:
+            continue
+        local = (root / pod["metadata"]["uid"] / "volumes" / "kubernetes.io~configmap"
+                 / mount["name"])
+        write_config_map_volume(api, pod["metadata"]["namespace"], source, local)
+        target = local / mount["subPath"] if mount.get("subPath") else local
+        paths[mount["mountPath"].rstrip("/")] = str(target)
+    return paths
+
+
+def write_config_map_volume(api: client.CoreV1Api, namespace: str, source: dict[str, Any],
+                            directory: Path) -> None:
+    """Fill `directory` with the files a configMap volume shows; raises ApiException (404)
+    for a missing ConfigMap or key of a volume that is not optional."""
+    optional = bool(source.get("optional"))
+    try:
+        cm = api.read_namespaced_config_map(source["name"], namespace)
+        files: dict[str, bytes] = {k: v.encode() for k, v in (cm.data or {}).items()}
+        files.update({k: base64.b64decode(v) for k, v in (cm.binary_data or {}).items()})
+    except ApiException as e:
+        if e.status != 404 or not optional:
+            raise
+        files = {}
+    default_mode = int(source.get("defaultMode", 0o644))
+    chosen: list[tuple[str, bytes, int]] = []
+    if source.get("items"):
+        for item in source["items"]:
+            if item["key"] not in files:
+                if optional:
+                    continue
+                raise ApiException(status=404, reason=f'configmap "{source["name"]}" has no '
+                                                      f'key "{item["key"]}"')
+            chosen.append((item["path"], files[item["key"]], int(item.get("mode", default_mode))))
+    else:
+        chosen = [(key, data, default_mode) for key, data in files.items()]
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=_made(directory.parent)))
+    for relative, data, mode in chosen:
+        path = staging / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.chmod(path, mode)
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(staging, directory)
+
+
+def _made(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
 def claim_paths(api: client.CoreV1Api, pod: dict[str, Any],

@@ -208,6 +208,12 @@ class Session:
             self._write_termination_message()
         logger.debug("report step=%d %s", step_int, values)
 
+    @property
+    def last_step(self) -> int | None:
+        """The step of the latest report in this process, None before the first."""
+        with self._lock:
+            return self._state.step
+
     def should_stop(self) -> bool:
         """True once SIGTERM arrived: the pod is being deleted (e.g. ASHA pruned the trial)."""
         return self._stop.is_set()
