@@ -49,6 +49,7 @@ if TYPE_CHECKING or _client_installed():
         search_space,
         uniform,
     )
+    from kubetune.client.ray_defaults import with_resources
     from kubetune.client.results import Result, ResultGrid
     from kubetune.client.searchers import OptunaSearch
     from kubetune.client.tuner import Tuner
@@ -87,6 +88,7 @@ __all__ = [
     "sample_from",
     "search_space",
     "uniform",
+    "with_resources",
 ]
 
 
