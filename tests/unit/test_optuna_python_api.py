@@ -49,13 +49,15 @@ def test_the_seed_comes_from_either_place_but_not_two_different_ones() -> None:
         manifest(kubetune.OptunaSearch(seed=1), seed=2)
 
 
-def test_rays_own_optuna_search_gets_a_one_line_pointer_to_ours() -> None:
+def test_rays_own_optuna_search_is_converted_to_ours_and_a_sampler_object_gets_a_pointer() -> None:
     ray_optuna = pytest.importorskip("ray.tune.search.optuna")
+    optuna = pytest.importorskip("optuna")
+    assert manifest(ray_optuna.OptunaSearch())["spec"]["searchAlgorithm"] == {"type": "tpe"}
     with pytest.raises(TuneError) as err:
-        manifest(ray_optuna.OptunaSearch())
+        manifest(ray_optuna.OptunaSearch(sampler=optuna.samplers.TPESampler()))
     message = str(err.value)
     assert "\n" not in message
-    assert "ray.tune.search.optuna" in message and "kubetune.OptunaSearch(sampler='tpe'" in message
+    assert "kubetune.tune.OptunaSearch(sampler='tpe'" in message
 
 
 def test_an_optuna_sampler_object_is_refused_naming_the_sampler_names() -> None:

@@ -40,6 +40,7 @@ from kubetune.client import domains, functions
 from kubetune.client.config import FIFOScheduler, RunConfig, TuneConfig
 from kubetune.client.errors import TuneError
 from kubetune.client.experiments import ExperimentClient
+from kubetune.client.ray_defaults import converted, run_fields, unwrap_trainable
 from kubetune.client.results import ResultGrid
 from kubetune.client.scaling import ScalingConfig, apply_scaling_config
 from kubetune.client.searchers import search_algorithm_spec
@@ -86,6 +87,7 @@ class Tuner:
                  kubeconfig: str | Path | None = None,
                  api_client: k8s.ApiClient | None = None,
                  image: str | None = None) -> None:
+        trainable, resources = unwrap_trainable(trainable, resources)  # with_resources
         # A function is shipped to the trials (kubetune.client.functions); image is its image.
         self.image = image
         self._shipment: functions.ShippedFunction | None = None
@@ -94,7 +96,7 @@ class Tuner:
                              "trainable is the first argument")
         self.trainable = trainable
         self.param_space = dict(param_space)
-        self.tune_config = tune_config or TuneConfig()
+        self.tune_config = converted(tune_config or TuneConfig())  # Ray's objects, converted
         self.run_config = run_config or RunConfig()
         self.name = name or self.run_config.name or \
             f"tune-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
@@ -109,6 +111,7 @@ class Tuner:
                              f"start and end with a letter or digit, at most {_MAX_NAME} "
                              "characters (it names Kubernetes objects)")
         self._restored = False
+        self._notices: list[str] = []
 
     @classmethod
     def restore(cls, name: str, *, namespace: str | None = None,
@@ -185,15 +188,9 @@ class Tuner:
         algorithm = search_algorithm_spec(tc.search_alg, tc.seed)
         if algorithm:
             spec["searchAlgorithm"] = algorithm
-        if tc.max_concurrent_trials is not None:
-            spec["maxConcurrentTrials"] = tc.max_concurrent_trials
-        failure = rc.failure_config
-        if failure is not None:
-            spec["trialRetries"] = failure.max_failures
-            if failure.fail_fast:
-                spec["maxFailedTrials"] = 1
-            elif failure.max_failed_trials is not None:
-                spec["maxFailedTrials"] = failure.max_failed_trials
+        # Ray's defaults where the CRD's differ (ray_defaults.py); fit() prints a notice.
+        fields, self._notices = run_fields(tc, rc, spec["searchSpace"])
+        spec.update(fields)
         if self.prometheus_url:
             spec["prometheus"] = {"url": self.prometheus_url}
         if rc.storage_path is not None:
@@ -257,6 +254,8 @@ class Tuner:
         its ResultGrid too (see .phase and .errors), as Ray does.
         """
         client = self.submit()
+        for notice in self._notices:
+            sys.stderr.write(f"kubetune: {notice}\n")
         wait_for_experiment(client, self.name, timeout=timeout, interval=poll_interval,
                             progress=progress)
         return client.results(self.name)
