@@ -16,6 +16,7 @@ from kubetune.api import validate_experiment_spec
 from kubetune.controller.planner import ExperimentView, plan_tick
 from kubetune.devcluster.clusterdns import PodNetwork, pod_dns_name
 from kubetune.devcluster.scrape import register_target
+from kubetune_trainer.hyperparameters import resolve
 from kubetune_trainer.placement import Placement
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ddp-asha.yaml"
@@ -95,3 +96,9 @@ def test_the_ddp_example_tunes_lr_and_the_worker_count() -> None:
     for new in plan.new_trials:
         assert spec.workers.count_for(new.params) in (2, 3)
         assert 1e-3 <= new.params["lr"] <= 3e-1
+
+
+def test_the_trainer_reads_ray_trains_nested_train_loop_config() -> None:
+    config = {"num_workers": 4, "lr": 0.5, "train_loop_config": {"lr": 3e-4, "epochs": 2}}
+    hp = resolve(config, {"batch_size": 16})
+    assert (hp.lr, hp.epochs, hp.batch_size) == (3e-4, 2, 16)

@@ -19,8 +19,9 @@ rank 0 reads the latest checkpoint and broadcasts it to every rank, so a restart
 group resumes together from rank 0's state, wherever the other ranks run.
 
 `--audit-dir DIR` makes every rank write `rank-<RANK>.json` at the end: a SHA-256 of
-its final weights and, per epoch, the sample indices it trained on; a test reads
-these to show the shards were disjoint and the weights identical.
+its final weights, per epoch the sample indices it trained on and (rank 0) the
+accuracy it reported; a test reads these to show the shards were disjoint, the weights
+identical and the operator's rung records rank 0's reports.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def train_distributed(
             result = EpochResult(start - 1, state["accuracy"], state["loss"])
             if session is not None:
                 report_epoch(session, result, hp.epochs)
-            _write_audit(audit_dir, placement, model, {})
+            _write_audit(audit_dir, placement, model, {}, [result])
             return [result]
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     # The sampler only needs the dataset's length: the data itself stays on the device.
@@ -153,7 +154,7 @@ def train_distributed(
                         "scaler": scaler.state_dict(), "accuracy": accuracy, "loss": loss},
                        path / _STATE_FILE)
         results.append(result)
-    _write_audit(audit_dir, placement, model, seen)
+    _write_audit(audit_dir, placement, model, seen, results)
     return results
 
 
@@ -183,13 +184,14 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def _write_audit(audit_dir: Path | None, placement: Placement, model: nn.Module,
-                 seen: dict[int, list[int]]) -> None:
+                 seen: dict[int, list[int]], reported: list[EpochResult]) -> None:
     if audit_dir is None:
         return
     audit_dir.mkdir(parents=True, exist_ok=True)
     record = {"rank": placement.rank, "world_size": placement.world_size,
               "weights_sha256": weights_digest(model),
-              "indices": {str(epoch): indices for epoch, indices in seen.items()}}
+              "indices": {str(epoch): indices for epoch, indices in seen.items()},
+              "reported": {str(r.epoch): r.accuracy for r in reported}}
     target = audit_dir / f"rank-{placement.rank}.json"
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(record))

@@ -17,6 +17,8 @@ from typing import Any
 logger = logging.getLogger("kubetune_trainer")
 
 OPTIMIZERS = ("sgd", "adam")
+#: Ray Train's key for the training loop's hyperparameters in a Train + Tune config.
+TRAIN_LOOP_CONFIG = "train_loop_config"
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,15 @@ def _require(ok: bool, name: str, value: object, rule: str) -> None:
 
 
 def resolve(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Hyperparameters:
-    """Built-in defaults, overridden by the flags given, overridden by the trial config."""
+    """Built-in defaults, overridden by the flags given, overridden by the trial config.
+
+    A `train_loop_config` mapping in the config (Ray Train's name for the training
+    hyperparameters, next to job-level ones such as `num_workers`) is read as if its
+    keys were at the top level, and wins over a top-level key of the same name.
+    """
+    nested = config.get(TRAIN_LOOP_CONFIG)
+    if isinstance(nested, Mapping):
+        config = {**{k: v for k, v in config.items() if k != TRAIN_LOOP_CONFIG}, **nested}
     known = {f.name: f for f in fields(Hyperparameters)}
     values: dict[str, Any] = {}
     for name, value in flags.items():
