@@ -142,6 +142,7 @@ def test_rays_experiment_analysis_reads_the_csv_and_json_export(exported):
         stubs.append(stub)
     analysis = ExperimentAnalysis(str(root / "experiment_state.json"), trials=stubs,
                                   default_metric="accuracy", default_mode="max")
+    timed_reports = 0
     for trial in trials:
         name, config = trial["metadata"]["name"], trial["spec"]["params"]
         frame = analysis.trial_dataframes[name]  # from result.json
@@ -152,7 +153,15 @@ def test_rays_experiment_analysis_reads_the_csv_and_json_export(exported):
                 [_reported(config, s) for s in table["training_iteration"]], abs=1e-9)
             assert list(table["done"]) == [False] * (len(table) - 1) + [True]
         assert frame["config/lr"].iloc[0] == config["lr"]
-        assert progress["time_total_s"].iloc[-1] > 0
+        # Scraped reports carry the time Prometheus first saw them; the last, at the latest,
+        # the trial's completion.
+        timed = progress.dropna(subset=["timestamp"])
+        assert len(timed) >= 1 and timed.index[-1] == len(progress) - 1
+        assert list(timed["timestamp"]) == sorted(timed["timestamp"])
+        assert list(timed["time_total_s"]) == sorted(timed["time_total_s"])
+        assert 0 < timed["time_total_s"].iloc[-1] < 120
+        timed_reports = max(timed_reports, len(timed))
+    assert timed_reports >= 3
     best = analysis.dataframe(metric="accuracy", mode="max")
     assert best.loc[best["accuracy"].idxmax(), "trial_id"] == \
         experiment["status"]["bestTrial"]["name"]

@@ -195,7 +195,7 @@ def test_result_rows_carry_rays_auto_filled_keys_in_rays_order(records):
     end = datetime.fromisoformat(END.replace("Z", "+00:00")).timestamp()
     assert last["timestamp"] == int(end)
     assert last["date"] == datetime.fromtimestamp(end).strftime("%Y-%m-%d_%H-%M-%S")
-    assert "timestamp" not in rows[0]  # per-step times are not recorded
+    assert "timestamp" not in rows[0]  # no scrape time given: only the completion is known
     running = ray_results(records[2])
     assert not any(r["done"] for r in running) and "timestamp" not in running[-1]
 
@@ -277,3 +277,36 @@ def test_a_result_grid_not_read_from_a_cluster_is_refused_with_the_fix():
                        "spec": {"objective": {"metric": "accuracy", "mode": "max"}}}, TRIALS)
     with pytest.raises(KubetuneError, match="pass client="):
         export_results(grid, tensorboard="unused")
+
+
+def test_scraped_reports_carry_when_prometheus_first_saw_them(tmp_path):
+    """Ray's timestamp, date and time_total_s, and TensorBoard's wall time, per report."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from kubetune.client.history import StepTimes, parse_history
+
+    start = datetime.fromisoformat(START.replace("Z", "+00:00")).timestamp()
+    labels = {"trial": "demo-0", "pod": "demo-0-1"}
+    # Three scrapes a second apart: step 1 seen twice, then step 2.
+    scrapes = [(start + 10, 1, 0.5), (start + 11, 1, 0.5), (start + 12, 2, 0.7)]
+    result = [
+        {"metric": {"__name__": "kubetune_trial_step", **labels},
+         "values": [[t, str(step)] for t, step, _ in scrapes]},
+        {"metric": {"__name__": "kubetune_trial_metric", "metric": "accuracy", **labels},
+         "values": [[t, str(v)] for t, _, v in scrapes]},
+    ]
+    times: StepTimes = {}
+    scraped = parse_history(result, times)
+    assert times == {"demo-0": {1: start + 10, 2: start + 12}}
+    trial = _trial("demo-0", {"lr": 0.01}, "Succeeded", 3, {"accuracy": 0.9})
+    (record,) = trial_records([trial], {"demo-0": trial_history(trial, "accuracy",
+                                                                scraped["demo-0"])}, times)
+    rows = ray_results(record)
+    assert [r.get("timestamp") for r in rows] == [int(start + 10), int(start + 12),
+                                                  int(start + 90)]  # the last: completion
+    assert [r["time_total_s"] for r in rows] == [10.0, 12.0, 90.0]
+    assert rows[1]["date"] == datetime.fromtimestamp(start + 12).strftime("%Y-%m-%d_%H-%M-%S")
+    write_tensorboard(tmp_path, "demo", [record])
+    run = EventAccumulator(str(tmp_path / "demo-0"))
+    run.Reload()
+    assert [e.wall_time for e in run.Scalars("accuracy")] == [start + 10, start + 12, start + 90]

@@ -33,7 +33,7 @@ from kubetune.client.errors import (
     KubetuneError,
     TuneError,
 )
-from kubetune.client.history import History, fetch_history, trial_history
+from kubetune.client.history import History, StepTimes, fetch_history, trial_history
 from kubetune.client.results import ResultGrid
 from kubetune.contract import ENV_PROMETHEUS_URL, EXPERIMENT_LABEL, TRIAL_LABEL, pod_log_path
 
@@ -192,9 +192,10 @@ class ExperimentClient:
             return str(spec_url)
         return self.local.prometheus_url if self.local is not None else None
 
-    def histories(self, experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]
-                  ) -> tuple[dict[str, History], str]:
-        """Each trial's metrics by step, and a note saying where they came from."""
+    def histories(self, experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
+                  times: StepTimes | None = None) -> tuple[dict[str, History], str]:
+        """Each trial's metrics by step, and a note saying where they came from (and, into
+        `times` when given, when Prometheus first scraped each step)."""
         objective = experiment["spec"]["objective"]["metric"]
         name = experiment["metadata"]["name"]
         url = self.prometheus_url(experiment)
@@ -206,7 +207,7 @@ class ExperimentClient:
             finished = _timestamp((experiment.get("status") or {}).get("completionTime"))
             end = min(time.time(), (finished or time.time()) + 60)
             try:
-                scraped = fetch_history(url, self.namespace, name, start - 5, end)
+                scraped = fetch_history(url, self.namespace, name, start - 5, end, times=times)
                 note = f"curves: Prometheus ({url}) + TuneTrial records"
             except HistoryUnavailable as e:
                 note = f"curves: rung values and final metrics ({e})"

@@ -16,10 +16,10 @@ rung values and final metrics survive.
   `trial_id`, `date`, `time_total_s` and `config`; and `<trial>/params.json`.
   Ray's `ExperimentAnalysis` reads these directories as it reads its own.
 
-Per-step wall-clock times are not kept by kubetune: `timestamp`, `date` and
-`time_total_s` are filled on a trial's final report only, from its start and
-completion times, and TensorBoard's wall time is the trial's start time for
-every step but a finished trial's last.
+A report's time is when Prometheus first scraped it (within one scrape interval
+of the report); a report known only from the TuneTrial records has no time of
+its own, except a finished trial's last, which gets its completion time.
+`time_total_s` counts from the start of the trial's first pod.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune.client.errors import KubetuneError
-from kubetune.client.history import History
+from kubetune.client.history import History, StepTimes
 from kubetune.client.results import flatten_config
 
 if TYPE_CHECKING:
@@ -67,10 +67,20 @@ class TrialRecord:
     history: History
     start_time: float | None = None
     completion_time: float | None = None
+    times: dict[int, float] = field(default_factory=dict)
+    """step -> when Prometheus first scraped it."""
 
     @property
     def finished(self) -> bool:
         return self.state in _FINAL_STATES
+
+    def time_of(self, step: int) -> float | None:
+        """When the report of `step` was seen; a finished trial's last: its completion."""
+        if step in self.times:
+            return self.times[step]
+        if self.finished and self.history and step == max(self.history):
+            return self.completion_time
+        return None
 
 
 @dataclass
@@ -88,9 +98,10 @@ class ExportSummary:
         return f"{self.experiment}: {self.trials} trials exported ({'; '.join(parts)}; {self.source})"
 
 
-def trial_records(trials: Sequence[Mapping[str, Any]], histories: Mapping[str, History]
-                  ) -> list[TrialRecord]:
-    """The TuneTrials and their histories (as `ExperimentClient.histories` returns them)."""
+def trial_records(trials: Sequence[Mapping[str, Any]], histories: Mapping[str, History],
+                  times: StepTimes | None = None) -> list[TrialRecord]:
+    """The TuneTrials, their histories and scrape times (as `ExperimentClient.histories`
+    returns and fills them)."""
     records = []
     for trial in trials:
         name = trial["metadata"]["name"]
@@ -99,7 +110,8 @@ def trial_records(trials: Sequence[Mapping[str, Any]], histories: Mapping[str, H
             name=name, config=dict((trial.get("spec") or {}).get("params") or {}),
             state=str(status.get("state") or "Pending"), history=dict(histories.get(name) or {}),
             start_time=_timestamp(status.get("startTime")),
-            completion_time=_timestamp(status.get("completionTime"))))
+            completion_time=_timestamp(status.get("completionTime")),
+            times=dict((times or {}).get(name) or {})))
     return records
 
 
@@ -113,16 +125,16 @@ def ray_results(record: TrialRecord) -> list[dict[str, Any]]:
     for i, step in enumerate(steps):
         last = i == len(steps) - 1
         row: dict[str, Any] = dict(record.history[step])
-        ended = record.completion_time if last and record.finished else None
-        if ended is not None:
-            row.setdefault("timestamp", int(ended))  # Ray keeps a reported timestamp too
+        at = record.time_of(step)
+        if at is not None:
+            row.setdefault("timestamp", int(at))  # Ray keeps a reported timestamp too
         row["done"] = last and record.finished
         row.setdefault("training_iteration", step)  # as Ray: a reported value wins
         row["trial_id"] = record.name
-        if ended is not None:
-            row["date"] = datetime.fromtimestamp(ended).strftime("%Y-%m-%d_%H-%M-%S")
+        if at is not None:
+            row["date"] = datetime.fromtimestamp(at).strftime("%Y-%m-%d_%H-%M-%S")
             if record.start_time is not None:
-                row["time_total_s"] = max(0.0, ended - record.start_time)
+                row["time_total_s"] = max(0.0, at - record.start_time)
         row["config"] = record.config
         rows.append(row)
     return rows
@@ -246,9 +258,8 @@ def write_tensorboard(directory: Path, experiment: str, records: Sequence[TrialR
             plugin_data_pb2.HParamsPluginData(session_start_info=start_info)))]
         steps = sorted(record.history)
         for step in steps:
-            at = record.completion_time if step == steps[-1] and record.finished else None
             events.append(event_pb2.Event(
-                wall_time=at or started, step=step,
+                wall_time=record.time_of(step) or started, step=step,
                 summary=summary_pb2.Summary(value=[
                     summary_pb2.Summary.Value(tag=m, simple_value=v)
                     for m, v in sorted(record.history[step].items())])))
@@ -300,8 +311,9 @@ def export_experiment(client: ExperimentClient, experiment: str, *,
         raise KubetuneError("nothing to export: give a directory for tensorboard, csv or json")
     exp = client.get_experiment(experiment)
     trials = client.list_trials(experiment)
-    histories, source = client.histories(exp, trials)
-    records = trial_records(trials, histories)
+    times: StepTimes = {}
+    histories, source = client.histories(exp, trials, times=times)
+    records = trial_records(trials, histories, times)
     summary = ExportSummary(experiment, len(records), source)
     try:
         if tensorboard is not None:

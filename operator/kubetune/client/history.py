@@ -24,6 +24,9 @@ from kubetune.client.errors import HistoryUnavailable
 History = dict[int, dict[str, float]]
 """step -> {metric: value} for one trial."""
 
+StepTimes = dict[str, dict[int, float]]
+"""trial -> {step: when Prometheus first scraped it}: within a scrape interval of the report."""
+
 MAX_POINTS_PER_SERIES = 10_000  # Prometheus refuses range queries above 11,000 points per series
 
 
@@ -34,8 +37,9 @@ def history_selector(namespace: str, experiment: str) -> str:
 
 
 def fetch_history(url: str, namespace: str, experiment: str, start: float, end: float,
-                  timeout: float = 10.0) -> dict[str, History]:
-    """Each trial's reported metrics by step, from one Prometheus range query."""
+                  timeout: float = 10.0, times: StepTimes | None = None) -> dict[str, History]:
+    """Each trial's reported metrics by step, from one Prometheus range query (and, into
+    `times` when given, when each step was first scraped)."""
     span = max(end - start, 1.0)
     resolution = max(1, math.ceil(span / MAX_POINTS_PER_SERIES))
     try:
@@ -51,7 +55,7 @@ def fetch_history(url: str, namespace: str, experiment: str, start: float, end: 
         raise HistoryUnavailable(f"Prometheus at {url} could not be queried: {_reason(e)}") from None
     if body.get("status") != "success":
         raise HistoryUnavailable(f"Prometheus at {url} answered: {body.get('error', body)}")
-    return parse_history(body["data"]["result"])
+    return parse_history(body["data"]["result"], times)
 
 
 def _reason(error: Exception) -> str:
@@ -64,8 +68,10 @@ def _reason(error: Exception) -> str:
     return text if len(text) < 160 else f"{type(error).__name__}"
 
 
-def parse_history(result: Sequence[Mapping[str, Any]]) -> dict[str, History]:
-    """Join step and metric series on their timestamps (one scrape holds both, consistently)."""
+def parse_history(result: Sequence[Mapping[str, Any]],
+                  times: StepTimes | None = None) -> dict[str, History]:
+    """Join step and metric series on their timestamps (one scrape holds both, consistently);
+    `times`, when given, receives each trial's first scrape time of every step."""
     steps: dict[tuple[str, str], dict[float, int]] = {}
     values: list[tuple[str, str, str, list[Any]]] = []
     for series in result:
@@ -85,6 +91,9 @@ def parse_history(result: Sequence[Mapping[str, Any]]) -> dict[str, History]:
             step, value = at.get(float(t)), float(v)
             if step is not None and math.isfinite(value):
                 history.setdefault(trial, {}).setdefault(step, {})[metric] = value
+                if times is not None:
+                    seen = times.setdefault(trial, {})
+                    seen[step] = min(seen.get(step, float(t)), float(t))
     return history
 
 
@@ -112,5 +121,5 @@ def trial_history(trial: Mapping[str, Any], objective: str,
     return dict(sorted(merged.items()))
 
 
-__all__ = ["History", "HistoryUnavailable", "fetch_history", "finite", "history_selector",
+__all__ = ["History", "HistoryUnavailable", "StepTimes", "fetch_history", "finite", "history_selector",
            "parse_history", "trial_history"]
