@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         TuneConfig,
     )
     from kubetune.client.results import Result, ResultGrid
+    from kubetune.client.scaling import ScalingConfig
     from kubetune.client.searchers import OptunaSearch
     from kubetune.client.tuner import Tuner
 
@@ -41,6 +42,7 @@ __all__ = [
     "Result",
     "ResultGrid",
     "RunConfig",
+    "ScalingConfig",
     "TuneConfig",
     "Tuner",
     "__version__",
@@ -64,6 +66,7 @@ _CLIENT_NAMES = {
     "OptunaSearch": "kubetune.client.searchers",
     "Result": "kubetune.client.results",
     "ResultGrid": "kubetune.client.results",
+    "ScalingConfig": "kubetune.client.scaling",
     "Tuner": "kubetune.client.tuner",
 }
 

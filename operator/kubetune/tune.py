@@ -51,6 +51,7 @@ if TYPE_CHECKING or _client_installed():
     )
     from kubetune.client.ray_defaults import with_resources
     from kubetune.client.results import Result, ResultGrid
+    from kubetune.client.scaling import ScalingConfig
     from kubetune.client.searchers import OptunaSearch
     from kubetune.client.tuner import Tuner
 
@@ -68,6 +69,7 @@ __all__ = [
     "Result",
     "ResultGrid",
     "RunConfig",
+    "ScalingConfig",
     "TrialContext",
     "TuneConfig",
     "Tuner",
