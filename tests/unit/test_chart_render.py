@@ -35,6 +35,16 @@ NAMESPACED_RULES: dict[tuple[str, str], tuple[set[str], str]] = {
         {"update"}, "blockOwnerDeletion on pods (OwnerReferencesPermissionEnforcement)"),
     ("", "pods"): ({"list", "create", "delete"}, "Gateway.list_pods, create_pod, delete_pod"),
     ("", "events"): ({"create"}, "kopf.event posts core v1 Events"),
+    ("batch", "jobs"): ({"list", "create", "delete"},
+                        "Gateway.list_jobs, create_job, delete_job (multi-worker trials)"),
+    ("", "services"): ({"create"}, "Gateway.create_service (a multi-worker trial's workers)"),
+}
+# Whole-trial admission reads every node's GPUs and what the cluster's pods and worker Jobs
+# ask for (Gateway.capacity_objects); listed first, so a namespaced rule's verbs win.
+CAPACITY_RULE = {
+    ("", "nodes"): ({"list"}, "Gateway.capacity_objects: allocatable nvidia.com/gpu"),
+    ("", "pods"): ({"list"}, "Gateway.capacity_objects: GPUs requested per node"),
+    ("batch", "jobs"): ({"list"}, "Gateway.capacity_objects: worker pods not made yet"),
 }
 CRD_RULE = {("apiextensions.k8s.io", "customresourcedefinitions"): (
     {"list", "watch"}, "kopf's resource observer")}
@@ -234,7 +244,7 @@ def test_cluster_wide_install_gets_one_cluster_role_with_exactly_the_operator_ru
     assert [r["metadata"]["name"] for r in [*find(objects, "Role"), *find(objects, "RoleBinding")]
             ] == [f"{FULLNAME}-leader-election"] * 2
     role = one(objects, "ClusterRole", FULLNAME)
-    assert rule_table(role["rules"]) == expected(NAMESPACED_RULES, CRD_RULE)
+    assert rule_table(role["rules"]) == expected(CAPACITY_RULE, NAMESPACED_RULES, CRD_RULE)
     binding = one(objects, "ClusterRoleBinding", FULLNAME)
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": FULLNAME}
@@ -254,7 +264,7 @@ def test_watched_namespaces_get_a_role_each_and_only_read_only_cluster_rights() 
                                         "namespace": RELEASE_NS}]
     assert {r["metadata"]["namespace"] for r in find(objects, "Role", FULLNAME)} == {"team-a", "team-b"}
     cluster = one(objects, "ClusterRole", f"{FULLNAME}-cluster")
-    assert rule_table(cluster["rules"]) == expected(CRD_RULE, NAMESPACE_RULE)
+    assert rule_table(cluster["rules"]) == expected(CRD_RULE, NAMESPACE_RULE, CAPACITY_RULE)
     assert all(verbs <= {"get", "list", "watch"} for verbs in rule_table(cluster["rules"]).values())
     assert one(objects, "ClusterRoleBinding", f"{FULLNAME}-cluster")["roleRef"]["name"] == f"{FULLNAME}-cluster"
     assert not find(objects, "ClusterRole", FULLNAME), "no cluster-wide rights on namespaced objects"
@@ -311,6 +321,7 @@ def test_bundled_scrape_config_takes_identity_labels_from_the_pod() -> None:
     keeps = {r["source_labels"][0]: r["regex"] for r in job["relabel_configs"] if r.get("action") == "keep"}
     assert keeps["__meta_kubernetes_pod_container_port_name"] == "metrics"
     assert keeps["__meta_kubernetes_pod_label_kubetune_io_trial"] == ".+"
+    assert keeps["__meta_kubernetes_pod_label_batch_kubernetes_io_job_completion_index"] == "|0"
     cluster_wide = scrape_config(render())["scrape_configs"][0]["kubernetes_sd_configs"][0]
     assert "namespaces" not in cluster_wide, "cluster-wide: discover trial pods in every namespace"
 
@@ -345,7 +356,10 @@ def test_podmonitor_selects_trial_pods_and_labels_them_from_the_pod() -> None:
     assert spec["namespaceSelector"] == {"matchNames": ["team-a"]}
     (endpoint,) = spec["podMetricsEndpoints"]
     assert endpoint["port"] == "metrics" and endpoint["honorLabels"] is False
-    assert {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]} == {
+    index = "__meta_kubernetes_pod_label_batch_kubernetes_io_job_completion_index"
+    assert {"sourceLabels": [index], "regex": "|0", "action": "keep"} in endpoint["relabelings"]
+    assert {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]
+            if "targetLabel" in r} == {
         "experiment": ["__meta_kubernetes_pod_label_kubetune_io_experiment"],
         "trial": ["__meta_kubernetes_pod_label_kubetune_io_trial"],
         "attempt": ["__meta_kubernetes_pod_label_kubetune_io_attempt"],

@@ -89,6 +89,14 @@ Never Secrets: trial pods that use Secrets get them from the kubelet, not from t
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# Multi-worker trials (spec.workers): Gateway.list_jobs / create_job / delete_job (an
+# Indexed Job per attempt) and create_service (the headless Service its workers resolve under).
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "create", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["create"]
 {{- end }}
 
 {{/* Cluster-scoped reads kopf makes whatever the namespaces it serves. */}}
@@ -97,6 +105,15 @@ Never Secrets: trial pods that use Secrets get them from the kubelet, not from t
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+# Whole-trial admission of multi-worker trials (Gateway.capacity_objects, read-only): each
+# node's allocatable nvidia.com/gpu, what the non-terminated pods bound to it request, and
+# worker Jobs whose pods are not made yet, in every namespace.
+- apiGroups: [""]
+  resources: ["nodes", "pods"]
+  verbs: ["list"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list"]
 {{- if .Values.watchNamespaces }}
 # kopf lists and watches namespaces to start serving a listed one created after it.
 - apiGroups: [""]
