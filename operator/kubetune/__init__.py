@@ -71,13 +71,21 @@ _CLIENT_NAMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _CLIENT_NAMES:
-        raise AttributeError(f"module 'kubetune' has no attribute {name!r}")
-    try:
-        module = importlib.import_module(_CLIENT_NAMES[name])
-    except ModuleNotFoundError as e:
-        raise ModuleNotFoundError(
-            f"kubetune.{name} needs the client extra: pip install 'kubetune[client]' ({e})"
-        ) from e
-    return getattr(module, name)
+# Hidden from type checkers, which then see only the real imports above and report
+# a misspelt name (kubetune.Tunner) instead of typing it Any.
+if not TYPE_CHECKING:
+    def __getattr__(name: str) -> Any:
+        if name not in _CLIENT_NAMES:
+            raise AttributeError(f"module 'kubetune' has no attribute {name!r}")
+        try:
+            module = importlib.import_module(_CLIENT_NAMES[name])
+        except ModuleNotFoundError as e:
+            raise ModuleNotFoundError(
+                f"kubetune.{name} needs the client extra: pip install 'kubetune[client]' ({e})"
+            ) from e
+        return getattr(module, name)
+
+
+def __dir__() -> list[str]:
+    """The user-side names too, so dir(kubetune) and tab completion list them before use."""
+    return sorted({*globals(), *__all__})
