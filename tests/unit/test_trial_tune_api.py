@@ -224,3 +224,47 @@ def test_tune_api_names_are_reachable_from_kubetune_tune():
     assert tune.report is tune_api.report
     assert tune.Checkpoint is tune_api.Checkpoint
     assert {"report", "get_checkpoint", "get_context", "Checkpoint"} <= set(tune.__all__)
+
+
+def test_steps_are_counted_as_rays_training_iteration_including_after_a_restore(
+        make_session, tmp_path):
+    """Ray's own Trainable (no Ray runtime) counts one training_iteration per result and goes
+    on from a restored checkpoint's; tune.report counts the same steps."""
+    ray_tune = pytest.importorskip("ray.tune")
+
+    class Counted(ray_tune.Trainable):  # type: ignore[misc]
+        def setup(self, config: dict) -> None:
+            self.seen = 0
+
+        def step(self) -> dict:
+            self.seen += 1
+            return {"accuracy": self.seen / 10}
+
+        def save_checkpoint(self, checkpoint_dir: str) -> None:
+            Path(checkpoint_dir, "seen").write_text(str(self.seen))
+
+        def load_checkpoint(self, checkpoint_dir: str) -> None:
+            self.seen = int(Path(checkpoint_dir, "seen").read_text())
+
+    rays = Counted(config={})
+    ray_steps = [rays.train()["training_iteration"] for _ in range(3)]
+    saved = rays.save(str(tmp_path / "ray-ckpt"))
+    restored = Counted(config={})
+    restored.restore(saved)
+    ray_after_restore = [restored.train()["training_iteration"] for _ in range(2)]
+
+    first = make_session(checkpoint_dir=tmp_path / "ours")
+    our_steps = []
+    for i in range(3):
+        source = tmp_path / f"src{i}"
+        source.mkdir()
+        tune.report({"accuracy": (i + 1) / 10}, checkpoint=tune.Checkpoint.from_directory(source))
+        our_steps.append(first.last_step)
+    first.close()
+    second = make_session(checkpoint_dir=tmp_path / "ours")  # the trial's next attempt
+    our_after_restore = []
+    for _ in range(2):
+        tune.report({"accuracy": 0.5})
+        our_after_restore.append(second.last_step)
+    assert our_steps == ray_steps == [1, 2, 3]
+    assert our_after_restore == ray_after_restore == [4, 5]

@@ -10,7 +10,8 @@ the volume, as the mount would show it:
 - a `configMap` volume is materialised as the kubelet does it, one file per key
   (`data` as text, `binaryData` as bytes) or only the keys its `items` list at their
   `path`s, with `defaultMode`/`mode`, in a directory of the pod's own laid out as the
-  kubelet's (`<root>/<pod uid>/volumes/kubernetes.io~configmap/<volume>`);
+  kubelet's (`<root>/<pod uid>/volumes/kubernetes.io~configmap/<volume>`; the runner
+  gives each pod a root in its own directory);
   `subPath` mounts one entry of it. A ConfigMap that does not exist, or an `items`
   key it lacks, fails the start unless the volume is `optional` (then it is empty);
   the kubelet would show ContainerCreating with a FailedMount Event, the runner shows

@@ -38,7 +38,7 @@ Of the kubelet it imitates what an operator can observe through the API:
   rendezvous port of their own in place of PET_MASTER_PORT (`clusterdns`).
 
 Not imitated: init containers, probes, restarts (restartPolicy is Never for
-trials), volumes and CPU limits. Pods share the host network here, so each pod's
+trials), volumes other than claims and configMaps (`podenv`) and CPU limits. Pods share the host network here, so each pod's
 container port named `metrics` is given a free local port, passed in
 KUBETUNE_METRICS_PORT. HOSTNAME is the pod's `hostname`, else its name.
 """
@@ -191,7 +191,8 @@ class Runner:
         envs = []
         for container in spec["containers"]:
             try:
-                envs.append(self.network.rewrite(pod, resolve_env(self.api, pod, container)))
+                envs.append(self.network.rewrite(pod, resolve_env(
+                    self.api, pod, container, volumes_root=workdir / "volumes")))
             except ApiException as e:
                 if e.status == 404:
                     self._wait(pod, container["name"], "CreateContainerConfigError",
