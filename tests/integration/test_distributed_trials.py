@@ -212,6 +212,18 @@ def test_sampled_worker_counts_run_that_many_pods_as_one_group_and_pruning_remov
     assert set(group_watch.job_uids) == {f"{n}-a1" for n, c in counts.items()}
 
 
+def cli(cluster: Any, namespace: str, *args: str) -> str:
+    from click.testing import CliRunner
+
+    from kubetune.client.cli import main
+
+    result = CliRunner().invoke(main, [*args, "-n", namespace, "--kubeconfig",
+                                       str(cluster.kubeconfig)], catch_exceptions=False,
+                                env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def _worker_pid(trial: str, rank: int) -> int | None:
     """The local process of a worker (the runner runs pods as processes of this user)."""
     want = {f"{contract.ENV_TRIAL}={trial}".encode(), f"{contract.ENV_PET_NODE_RANK}={rank}".encode(),
@@ -257,6 +269,15 @@ def test_a_killed_worker_restarts_the_whole_trial_from_rank_0s_checkpoint(
     assert group_watch.ranks[("kill-0", "2")] == {0, 1}
     assert set(group_watch.job_uids) == {"kill-0-a1", "kill-0-a2"}
     assert all(len(u) == 1 for u in group_watch.job_uids.values())
+    # the CLI: each worker's log by rank and attempt, and where the workers ran
+    first = cli(cluster, namespace, "logs", "kill-0", "--rank", "1", "--attempt", "1")
+    assert "rank 1 of 2 joined" in first and "starts at step 1" in first, first
+    latest = cli(cluster, namespace, "logs", "kill-0", "--rank", "0")
+    assert "rank 0 of 2 joined" in latest and "starts at step 1\n" not in latest, latest
+    table = cli(cluster, namespace, "trials", "kill")
+    nodes = {p.spec.node_name for p in client.CoreV1Api(api_client).list_namespaced_pod(
+        namespace, label_selector=f"{contract.ATTEMPT_LABEL}=2").items}
+    assert "workers" in table and any(f"0@{n}" in table or f"1@{n}" in table for n in nodes), table
 
 
 def test_an_evicted_worker_restarts_the_group_without_being_charged(

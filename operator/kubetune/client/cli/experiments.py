@@ -9,7 +9,8 @@ import click
 from kubetune.client.cli.options import console, experiment_client, experiment_options, fail
 from kubetune.client.cli.views import sort_key, status_view, trials_view, watch_experiment
 from kubetune.client.errors import KubetuneError
-from kubetune.contract import TRIAL_STATES
+from kubetune.client.workers import latest_attempts, list_workers, placement, rank_log
+from kubetune.contract import EXPERIMENT_LABEL, TRIAL_STATES
 
 
 @click.command()
@@ -51,8 +52,12 @@ def trials(experiment: str, sort_by: str | None, reverse: bool, states: tuple[st
         rows = sorted(rows, key=sort_key(sort_by, descending != reverse))
     elif reverse:
         rows = rows[::-1]
+    workers = None
+    if exp["spec"].get("workers"):  # multi-worker trials: where each rank runs
+        found = list_workers(client._core(), client.namespace, f"{EXPERIMENT_LABEL}={experiment}")
+        workers = {t: placement(r) for t, r in latest_attempts(found).items()}
     console().print(trials_view(exp, rows, title=f"{client.namespace}/{experiment}: "
-                                                   f"{len(rows)} trials"))
+                                                   f"{len(rows)} trials", workers=workers))
 
 
 @click.command()
@@ -110,15 +115,24 @@ def plot(experiment: str, output: Path | None, metric: str | None, size: str,
 @click.command()
 @click.argument("trial")
 @click.option("--attempt", type=int, default=None, help="Which attempt's pod (default: latest).")
+@click.option("--rank", type=int, default=None,
+              help="A multi-worker trial's worker (its pod's rank; 0 reports the metrics).")
 @experiment_options
-def logs(trial: str, attempt: int | None, namespace: str | None, kubeconfig: str | None,
-         prometheus_url: str | None) -> None:
-    """Print the output of TRIAL's pod.
+def logs(trial: str, attempt: int | None, rank: int | None, namespace: str | None,
+         kubeconfig: str | None, prometheus_url: str | None) -> None:
+    """Print the output of TRIAL's pod (of its worker of rank --rank).
 
     On the local cluster it is the local runner's log file; elsewhere the pod's
     log from the API.
     """
     client = experiment_client(namespace, kubeconfig, prometheus_url)
+    if rank is not None:
+        status = client.get_trial(trial).get("status") or {}
+        state_dir = str(client.local.state_dir) if client.local is not None else None
+        _, text = rank_log(client._core(), client.namespace, trial, rank, attempt, status,
+                           state_dir)
+        click.echo(text, nl=not text.endswith("\n"))
+        return
     _, text = client.trial_log(trial, attempt)
     click.echo(text, nl=not text.endswith("\n"))
 

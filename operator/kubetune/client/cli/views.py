@@ -157,8 +157,9 @@ def sort_key(metric: str, descending: bool) -> Callable[[Mapping[str, Any]], tup
 
 
 def trials_view(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
-                title: str | None = None) -> Any:
-    """One row per trial: state, step, metrics, params, why it stopped."""
+                title: str | None = None, workers: Mapping[str, str] | None = None) -> Any:
+    """One row per trial: state, step, metrics, params, why it stopped; with `workers`
+    (multi-worker trials: trial -> `rank@node ...`), where each worker runs."""
     from rich.table import Table
 
     objective = experiment["spec"]["objective"]["metric"]
@@ -177,6 +178,8 @@ def trials_view(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any
         table.add_column(p, justify="right")
     if lineage:
         table.add_column("config history (PBT)")
+    if workers is not None:
+        table.add_column("workers (rank@node)")
     table.add_column("note")
     for t in trials:
         status = t.get("status") or {}
@@ -190,6 +193,7 @@ def trials_view(experiment: Mapping[str, Any], trials: Sequence[Mapping[str, Any
                       *[fmt(values.get(m)) for m in metrics],
                       *[fmt(config.get(p)) for p in params],
                       *([config_history(t)] if lineage else []),
+                      *([workers.get(name, "")] if workers is not None else []),
                       _note(status, experiment["spec"]["objective"]["mode"]))
     return table
 
