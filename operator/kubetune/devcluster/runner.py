@@ -40,7 +40,8 @@ Of the kubelet it imitates what an operator can observe through the API:
 Not imitated: init containers, probes, restarts (restartPolicy is Never for
 trials), volumes other than claims and configMaps (`podenv`) and CPU limits.
 Pods share the host network here, so each pod's container port named `metrics`
-is given a free local port, passed in KUBETUNE_METRICS_PORT. HOSTNAME is the pod's `hostname`, else its name.
+is given a free local port, passed in KUBETUNE_METRICS_PORT. HOSTNAME is the
+pod's `hostname`, else its name.
 """
 
 from __future__ import annotations
