@@ -206,3 +206,23 @@ def test_a_budget_that_ran_out_before_any_report_fails_the_experiment_with_the_r
     assert failed.reason == "TimeBudgetExhausted"
     assert any(e.type == "Warning" and e.reason == "TimeBudgetExhausted" for e in plan.events)
     assert plan.delete_pods == [("exp-0-1", exp.spec.prune_grace_period_seconds)]
+
+
+@pytest.mark.parametrize("budget", [1, 10, 61])
+def test_the_budget_runs_out_when_rays_timeout_stopper_stops_all(
+        budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's TimeoutStopper (created from time_budget_s) counts from its first check, which
+    Ray makes as the experiment starts; ours from status.startTime. Same clock, same answer."""
+    import ray.tune.stopper.timeout as ray_timeout
+
+    from kubetune.controller.planner.budget import budget_spent
+
+    exp = experiment({"startTime": START}, timeBudgetSeconds=budget)
+    clock = {"now": 1_767_225_600.0}  # START as Unix time
+    monkeypatch.setattr(ray_timeout.time, "time", lambda: clock["now"])
+    stopper = ray_timeout.TimeoutStopper(budget)
+    for elapsed in [0, 0.5, budget - 1, budget - 0.001, budget, budget + 0.5, budget + 30]:
+        clock["now"] = 1_767_225_600.0 + elapsed
+        now = f"2026-01-01T00:{int(elapsed) // 60:02d}:{elapsed % 60:06.3f}Z"
+        assert (budget_spent(exp.spec, exp.status, now) is not None) == stopper.stop_all(), \
+            elapsed
