@@ -138,3 +138,33 @@ def test_two_indexed_jobs_each_train_as_one_torchrun_group_and_a_new_attempt_res
     assert_one_group(audits(tmp_path / "ddp-a" / "audit-2", 2), [3, 4], per_rank=808)
     steps = sorted(p.name for p in (tmp_path / "ddp-a" / "ckpt").glob("step-*"))
     assert steps[-1].endswith("4")
+
+
+def test_the_runner_resolves_only_names_cluster_dns_would_answer_and_ports_per_job(
+        api_client, namespace, tmp_path: Path):
+    from kubetune.devcluster.clusterdns import PodNetwork
+
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service(namespace, headless_service("grp"))
+    core.create_namespaced_service(namespace, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "plain"},
+        "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}})
+    network = PodNetwork(core, tmp_path)
+
+    def pod(job_uid: str) -> dict[str, Any]:
+        return {"metadata": {"name": "p", "namespace": namespace, "uid": f"pod-{job_uid}",
+                             "ownerReferences": [{"kind": "Job", "name": "j", "uid": job_uid,
+                                                  "controller": True}]}, "spec": {}}
+
+    env = {"PET_MASTER_ADDR": f"grp-a1-0.grp.{namespace}.svc", "PET_MASTER_PORT": "29500",
+           "PET_RDZV_ENDPOINT": "grp-a1-0.grp:29500", "OTHER": "grp-a1-0.grp"}
+    got = network.rewrite(pod("job-1"), env)
+    port = got["PET_MASTER_PORT"]
+    assert port != "29500" and got["PET_MASTER_ADDR"] == "127.0.0.1"
+    assert got["PET_RDZV_ENDPOINT"] == f"127.0.0.1:{port}"
+    assert got["OTHER"] == "grp-a1-0.grp"  # only the variables that name the master
+    assert network.rewrite(pod("job-1"), env)["PET_MASTER_PORT"] == port
+    assert network.rewrite(pod("job-2"), env)["PET_MASTER_PORT"] != port
+    # Cluster DNS has no pod records behind a Service with a cluster IP, or no Service.
+    for name in ("p-0.plain", "p-0.missing", f"grp-a1-0.grp.{namespace}-other"):
+        assert network.rewrite(pod("job-1"), {"PET_MASTER_ADDR": name})["PET_MASTER_ADDR"] == name
