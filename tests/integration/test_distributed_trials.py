@@ -294,6 +294,16 @@ def test_an_evicted_worker_restarts_the_group_without_being_charged(
         return None
 
     victim = wait_for(rank1_running, timeout=180, what="rank 1 running")
+
+    def workers_written() -> Any:
+        workers = (trials(api_client, namespace)["evict-0"].get("status") or {}).get("workers")
+        return workers if workers and len(workers) == 2 and all(
+            w.get("node") for w in workers) else None
+
+    workers = wait_for(workers_written, timeout=30, what="the trial's workers in its status")
+    assert [w["rank"] for w in workers] == [0, 1]
+    assert workers[1]["pod"] == victim.metadata.name
+    assert workers[1]["node"] == victim.spec.node_name
     time.sleep(2)
     # what a kubelet writes when it preempts a pod: the DisruptionTarget condition, Failed
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

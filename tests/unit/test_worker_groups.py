@@ -132,3 +132,25 @@ def test_eight_gpus_three_workers_admit_two_trials_then_wait() -> None:
 def test_cpu_trials_are_always_admitted() -> None:
     admitted, waiting = admit_in_order(Capacity.read([], []), [("t0", 4, 0)])
     assert admitted == ["t0"] and waiting == []
+
+
+def test_live_trials_get_their_workers_written_once() -> None:
+    from kubetune.controller.planner.actions import Plan
+    from kubetune.controller.planner.groups import plan_worker_status
+    from kubetune.controller.planner.views import TrialView
+
+    groups, _ = read_groups([JOB], [pod(0, node="n0"), pod(1, node="n1")])
+    trial = TrialView(name="x-1", index=1, params={}, status={"state": "Running"})
+    plan = Plan()
+    plan_worker_status(plan, [trial], groups)
+    written = plan.trial_status["x-1"].merge_patch()["workers"]
+    assert written == [{"rank": 0, "pod": "x-1-a1-0-abcde0", "node": "n0", "phase": "Running"},
+                       {"rank": 1, "pod": "x-1-a1-1-abcde1", "node": "n1", "phase": "Running"}]
+    again = Plan()
+    plan_worker_status(again, [TrialView(name="x-1", index=1, params={},
+                                         status={"state": "Running", "workers": written})], groups)
+    assert again.trial_status == {}, "unchanged workers are not written again"
+    ended = Plan()
+    plan_worker_status(ended, [TrialView(name="x-1", index=1, params={},
+                                         status={"state": "Pruned"})], groups)
+    assert ended.trial_status == {}

@@ -26,6 +26,7 @@ from kubetune.api.common import (
     describe_validation_error,
 )
 from kubetune.api.pbt import PBTMemberStatus
+from kubetune.api.workers import WorkerStatus
 
 TRIAL_KIND: Final = "TuneTrial"
 TRIAL_PLURAL: Final = "tunetrials"
@@ -176,6 +177,9 @@ class TuneTrialStatus(StatusModel):
         default=None, description="Set when the scheduler stopped the trial early."
     )
     pod_name: str | None = Field(default=None, description="The trial's current or last pod.")
+    workers: list[WorkerStatus] | None = Field(
+        default=None, description="A multi-worker trial's pods of its current or last "
+        "attempt: each one's rank, pod, node and phase (spec.workers of the experiment).")
     attempts: int | None = Field(
         default=None, ge=0, description="Pods started for this trial, retries included."
     )

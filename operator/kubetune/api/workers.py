@@ -93,6 +93,16 @@ class WorkersSpec(SpecModel):
         return self.parameter is not None or (self.count or 1) > 1
 
 
+class WorkerStatus(SpecModel):
+    """One pod of a multi-worker trial's current attempt, and where it runs."""
+
+    rank: int = Field(ge=0, description="The pod's rank (its Job completion index, "
+                      "PET_NODE_RANK); rank 0 reports the metrics and checkpoints.")
+    pod: str = Field(description="The worker's pod.")
+    node: str | None = Field(default=None, description="The node it runs on, once scheduled.")
+    phase: str | None = Field(default=None, description="The pod's phase.")
+
+
 def lookup(params: Mapping[str, Any], dotted: str) -> Any:
     """The value at a dotted path of a config; KeyError when absent."""
     value: Any = params
@@ -150,4 +160,4 @@ def workers_problem(workers: WorkersSpec | None, space: Mapping[str, SearchDomai
             "from whole numbers: choice, grid, randint or qrandint")
 
 
-__all__ = ["MAX_WORKERS", "WorkersSpec", "lookup", "workers_problem"]
+__all__ = ["MAX_WORKERS", "WorkerStatus", "WorkersSpec", "lookup", "workers_problem"]

@@ -47,7 +47,7 @@ from kubetune.controller.gateway import ApiCallError, Gateway
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.planner import ExperimentView, Plan, PodView, TrialView, plan_tick
 from kubetune.controller.planner.admission import Capacity, plan_admission
-from kubetune.controller.planner.groups import Groups
+from kubetune.controller.planner.groups import Groups, plan_worker_status
 from kubetune.controller.planner.trial import TERMINAL
 from kubetune.controller.prometheus import (
     MetricsUnavailable,
@@ -202,6 +202,7 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
         plan_admission(plan, spec, trial_views,
                        distributed.capacity(gw) if plan.new_pods else Capacity(), now(),
                        status.get("conditions") or [], generation, name)
+        plan_worker_status(plan, trial_views, groups)
     _apply(ctx, body, spec, plan, trials, logger, groups)
 
 

@@ -28,8 +28,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubetune.contract import ATTEMPT_LABEL, TRIAL_LABEL, worker_rank
-from kubetune.controller.planner.views import PodView
+from kubetune.api.workers import WorkerStatus
+from kubetune.contract import ATTEMPT_LABEL, TRIAL_LABEL, TRIAL_TERMINAL_STATES, worker_rank
+from kubetune.controller.planner.actions import Plan
+from kubetune.controller.planner.views import PodView, TrialView
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
@@ -172,3 +174,24 @@ def read_groups(jobs: Sequence[Mapping[str, Any]],
         groups.job_of_view[name] = name
         groups.workers[name] = workers_of(members)
     return groups, plain
+
+
+def plan_worker_status(plan: Plan, trials: Sequence[TrialView], groups: Groups) -> None:
+    """Write each live trial's workers (rank, pod, node, phase of its latest attempt) when
+    they changed, so the TuneTrial says where its workers run."""
+    latest: dict[str, tuple[int, str]] = {}
+    for view in groups.views:
+        job = groups.job_of_view[view.name]
+        if view.trial not in latest or view.attempt > latest[view.trial][0]:
+            latest[view.trial] = (view.attempt, job)
+    for trial in trials:
+        if trial.name not in latest or trial.state in TRIAL_TERMINAL_STATES:
+            continue
+        current: dict[int, Worker] = {}
+        for w in groups.workers.get(latest[trial.name][1], []):
+            current[w.rank] = w
+        rows = [WorkerStatus(rank=w.rank, pod=w.pod, node=w.node or None, phase=w.phase)
+                for _, w in sorted(current.items())]
+        stored = trial.status.get("workers") or []
+        if [r.model_dump(mode="json", exclude_none=True) for r in rows] != stored:
+            plan.patch_trial(trial.name, workers=rows)
