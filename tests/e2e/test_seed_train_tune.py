@@ -44,9 +44,9 @@ def test_the_seeds_train_and_tune_example_runs_each_trial_as_one_group_of_num_wo
                      "train_loop_config": {"lr": tune.grid_search([1e-3, 3e-4]),
                                            "epochs": EPOCHS}},
         scaling_config=kubetune.ScalingConfig(num_workers=num_workers, use_gpu=True),
-        tune_config=kubetune.TuneConfig(
-            metric="accuracy", mode="max", max_concurrent_trials=2,
-            scheduler=kubetune.ASHAScheduler(max_t=EPOCHS, grace_period=1, reduction_factor=3)),
+        # seed 1 draws 2 workers for the first grid point and 4 for the second.
+        tune_config=kubetune.TuneConfig(metric="accuracy", mode="max", max_concurrent_trials=2,
+                                        seed=1),
         name="seed-train-tune", namespace=namespace, api_client=api_client,
         prometheus_url=cluster.prometheus_url,
     )
@@ -60,15 +60,15 @@ def test_the_seeds_train_and_tune_example_runs_each_trial_as_one_group_of_num_wo
     assert len(results) == 2 and results.num_errors == 0
 
     trials = trials_of(api_client, namespace, "seed-train-tune")
-    checked = 0
+    assert [t["spec"]["params"]["num_workers"] for t in trials] == [2, 4]
     assert sorted(t["spec"]["params"]["train_loop_config"]["lr"] for t in trials) == [3e-4, 1e-3]
     for trial in trials:
         name, workers = trial["metadata"]["name"], trial["spec"]["params"]["num_workers"]
-        assert workers in (2, 4)
         status = trial["status"]
-        if status["state"] == "Pruned":
-            continue  # ASHA stopped it: its ranks were killed before writing their audit
         assert status["state"] == "Succeeded", status
+        pods = client.CoreV1Api(api_client).list_namespaced_pod(
+            namespace, label_selector=f"{contract.TRIAL_LABEL}={name}").items
+        assert len(pods) == workers and all(p.status.phase == "Succeeded" for p in pods)
         records = [json.loads((audit_root / name / f"rank-{r}.json").read_text())
                    for r in range(workers)]
         assert [r["world_size"] for r in records] == [workers] * workers
@@ -78,14 +78,9 @@ def test_the_seeds_train_and_tune_example_runs_each_trial_as_one_group_of_num_wo
             assert [len(s) for s in shards] == [per_rank] * workers
             assert len(set().union(*shards)) == per_rank * workers, f"{name}: shards overlap"
         assert len({r["weights_sha256"] for r in records}) == 1, f"{name}: weights differ"
-        # ASHA's rung record and the result are rank 0's reports, and only rank 0's.
+        # The trial's result is rank 0's report, and only rank 0 reported.
         reported = records[0]["reported"]
         assert all(not r["reported"] for r in records[1:])
-        rung = next(r for r in status["rungs"] if r["milestone"] == 1)
-        assert rung["value"] == reported["1"]
         assert status["objective"] == reported[str(EPOCHS)] and status["step"] == EPOCHS
-        checked += 1
-    assert checked >= 1, "no trial ran to the end (ASHA never stops the first at a rung)"
     best = results.get_best_result()
-    assert best.metrics["accuracy"] == max(
-        t["status"]["objective"] for t in trials if t["status"]["state"] == "Succeeded")
+    assert best.metrics["accuracy"] == max(t["status"]["objective"] for t in trials)
