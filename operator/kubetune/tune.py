@@ -18,7 +18,9 @@ from kubetune.trial.tune_api import Checkpoint, TrialContext, get_checkpoint, ge
 
 
 def _client_installed() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("pydantic", "kubernetes"))
+    """The client extra's packages that the names below import up front are there."""
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("pydantic", "kubernetes", "requests", "urllib3"))
 
 
 if TYPE_CHECKING or _client_installed():
