@@ -154,6 +154,7 @@ def train_distributed(
                         "scaler": scaler.state_dict(), "accuracy": accuracy, "loss": loss},
                        path / _STATE_FILE)
         results.append(result)
+        _write_audit(audit_dir, placement, model, seen, results)  # rank 0's reports so far
     _write_audit(audit_dir, placement, model, seen, results)
     return results
 
