@@ -64,7 +64,7 @@ def test_the_ddp_example_samples_worker_counts_and_asha_judges_rank_0s_reports(
             assert pruned["value"] == rank0["reported"][str(pruned["milestone"])]
             # Pruning deleted the whole group: no worker pod is left.
             selector = f"{contract.TRIAL_LABEL}={name}"
-            wait_for(lambda s=selector: not core.list_namespaced_pod(  # type: ignore[misc]
+            wait_for(lambda s=selector: not core.list_namespaced_pod(
                 namespace, label_selector=s).items,
                 timeout=60, what=f"every worker pod of pruned {name} to go")
             continue
