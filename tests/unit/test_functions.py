@@ -69,6 +69,11 @@ def uses_module_state(config):
 def uses_lock(config):
     with LOCK:
         tune.report(score=1.0)
+
+
+def fails(config):
+    tune.report(score=0.5)
+    raise ValueError("diverged at lr=" + str(config["lr"]))
 '''
 
 
@@ -296,3 +301,10 @@ def test_source_of_a_notebook_style_main_is_rebuilt_from_values():
     text = shipped.payload.decode()
     assert "import math" in text and "from pathlib import Path" in text
     assert "textwrap" not in text
+
+
+def test_a_function_that_raises_fails_its_trial_with_the_traceback(module, tmp_path):
+    done, message = run_launcher(ship_function(module.fails), tmp_path, {"lr": 0.5})
+    assert done.returncode == 1
+    assert "ValueError: diverged at lr=0.5" in done.stderr
+    assert message["finished"] is False and message["metrics"] == {"score": 0.5}
