@@ -12,7 +12,7 @@ from kubetune.controller.planner.groups import group_view, read_groups
 
 pytestmark = pytest.mark.unit
 
-JOB = {"metadata": {"name": "x-1-a1", "labels": {contract.TRIAL_LABEL: "x-1",
+JOB: dict[str, Any] = {"metadata": {"name": "x-1-a1", "labels": {contract.TRIAL_LABEL: "x-1",
                                                   contract.ATTEMPT_LABEL: "1"},
                     "ownerReferences": [{"kind": "TuneTrial", "uid": "t"}]},
        "spec": {"completions": 3, "parallelism": 3}}
@@ -154,3 +154,52 @@ def test_live_trials_get_their_workers_written_once() -> None:
     plan_worker_status(ended, [TrialView(name="x-1", index=1, params={},
                                          status={"state": "Pruned"})], groups)
     assert ended.trial_status == {}
+
+
+def _multi_experiment(cap: int, trials_total: int) -> Any:
+    from kubetune.api import validate_experiment_spec
+    from kubetune.controller.planner import ExperimentView
+
+    spec = validate_experiment_spec({
+        "objective": {"metric": "acc", "mode": "max"},
+        "searchSpace": {"q": {"grid": list(range(trials_total))}},
+        "maxConcurrentTrials": cap, "scheduler": {"type": "fifo"},
+        "workers": {"count": 3},
+        "trialTemplate": {"spec": {"containers": [{
+            "name": "t", "image": "i", "resources": {"limits": {"nvidia.com/gpu": 1}}}]}},
+    })
+    return ExperimentView(name="gang", namespace="ns", generation=1, spec=spec, status={})
+
+
+def test_a_tick_admits_what_fits_and_the_rest_waits_in_its_slot() -> None:
+    from kubetune.controller.planner import TrialView, plan_tick
+    from kubetune.controller.planner.admission import plan_admission
+
+    exp = _multi_experiment(cap=3, trials_total=5)
+    now = "2026-01-01T00:00:00Z"
+    plan = plan_tick(exp, [], [], None, now)
+    assert [p.trial for p in plan.new_pods] == ["gang-0", "gang-1", "gang-2"]
+    waiting = plan_admission(plan, exp.spec, [], Capacity.read([node("a", 4), node("b", 4)], []),
+                             now, [], 1, "gang")
+    assert [p.trial for p in plan.new_pods] == ["gang-0", "gang-1"]
+    assert [w.trial for w in waiting] == ["gang-2"]
+    assert len(plan.new_trials) == 3, "the waiting trial is created and keeps its slot"
+    assert plan.experiment_status is not None
+    limited = next(c for c in plan.experiment_status.conditions or []
+                   if c.type == "CapacityLimited")
+    assert limited.status == "True" and "gang-2 needs 3 pods" in str(limited.message)
+    assert any(e.reason == "CapacityLimited" for e in plan.events)
+    # next tick: gang-0 and gang-1 run (6 GPUs held); gang-2, planned first, still waits
+    trials = [TrialView(name=f"gang-{i}", index=i, params={"q": i},
+                        status={"state": "Running", "attempts": 1} if i < 2 else {})
+              for i in range(3)]
+    jobs = [{**JOB, "metadata": {**JOB["metadata"], "name": f"gang-{i}-a1", "labels": {
+        contract.TRIAL_LABEL: f"gang-{i}", contract.ATTEMPT_LABEL: "1"}}} for i in range(2)]
+    groups, _ = read_groups(jobs, [])
+    plan = plan_tick(exp, trials, groups.views, None, now)
+    assert [p.trial for p in plan.new_pods] == ["gang-2"]
+    held = Capacity.read([node("a", 4), node("b", 4)],
+                         [gpu_pod("a", 1)] * 3 + [gpu_pod("b", 1)] * 3)
+    plan_admission(plan, exp.spec, trials, held, now, [], 1, "gang")
+    assert plan.new_pods == [] and plan.trial_status["gang-2"].reason == "CapacityLimited"
+    assert not plan.new_trials, "no trial beyond the cap while gang-2 waits"
