@@ -268,3 +268,15 @@ def test_steps_are_counted_as_rays_training_iteration_including_after_a_restore(
         our_after_restore.append(second.last_step)
     assert our_steps == ray_steps == [1, 2, 3]
     assert our_after_restore == ray_after_restore == [4, 5]
+
+
+def test_a_rays_own_checkpoint_is_reported_like_ours(make_session, tmp_path):
+    ray_train = pytest.importorskip("ray.train")
+    make_session()
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "model.pt").write_text("ray's")
+    tune.report({"accuracy": 0.5}, checkpoint=ray_train.Checkpoint.from_directory(str(source)))
+    ckpt = tune.get_checkpoint()
+    assert ckpt is not None and ckpt.step == 1
+    assert (Path(ckpt.path) / "model.pt").read_text() == "ray's"

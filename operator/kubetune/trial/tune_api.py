@@ -40,7 +40,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kubetune import trial as _trial
 from kubetune.trial.metrics import validate_report
@@ -93,6 +93,13 @@ class Checkpoint:
         return hash((self.path, self.step))
 
 
+class CheckpointLike(Protocol):
+    """What report(checkpoint=...) reads: a checkpoint that shows its files as a local
+    directory (ours, or Ray's `ray.train.Checkpoint`)."""
+
+    def as_directory(self) -> contextlib.AbstractContextManager[str]: ...
+
+
 @dataclass(frozen=True)
 class TrialContext:
     """Ray's `TuneContext`, from the trial pod's environment (`tune.get_context()`)."""
@@ -132,18 +139,20 @@ def get_checkpoint() -> Checkpoint | None:
     return None if found is None else Checkpoint(found.path, step=found.step)
 
 
-def report(metrics: Mapping[str, Any] | None = None, *, checkpoint: Checkpoint | None = None,
+def report(metrics: Mapping[str, Any] | None = None, *,
+           checkpoint: Checkpoint | CheckpointLike | None = None,
            step: int | None = None, **kwargs: Any) -> None:
     """Report metrics, Ray's way: `report({"accuracy": acc})` or `report(accuracy=acc)`.
 
     The step is counted for you (Ray's `training_iteration`: 1 for the first report);
     `step=` or a `training_iteration` entry sets it. With `checkpoint=`, its files are
-    saved as this step's checkpoint before the metrics are reported.
+    saved as this step's checkpoint before the metrics are reported (a Ray
+    `ray.train.Checkpoint` is taken too: its files are copied the same way).
     """
     if metrics is not None and not isinstance(metrics, Mapping):
         raise TypeError(f"report() takes a dict of metrics, got {type(metrics).__name__}: "
                         "report({'accuracy': acc}) or report(accuracy=acc)")
-    if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+    if checkpoint is not None and not callable(getattr(checkpoint, "as_directory", None)):
         raise TypeError(f"report(checkpoint=...) takes a tune.Checkpoint, got "
                         f"{type(checkpoint).__name__}: tune.Checkpoint.from_directory(path)")
     values = {**(metrics or {}), **kwargs}
@@ -157,9 +166,9 @@ def report(metrics: Mapping[str, Any] | None = None, *, checkpoint: Checkpoint |
     if step is None:
         step = _next_step(session)
     validate_report(step, values, session.last_step)  # before a checkpoint is saved at it
-    if checkpoint is not None:
-        with session.save_checkpoint(step) as staging:
-            shutil.copytree(checkpoint.path, staging, dirs_exist_ok=True)
+    if checkpoint is not None:  # ours, or Ray's own: both show their files as a directory
+        with session.save_checkpoint(step) as staging, checkpoint.as_directory() as files:
+            shutil.copytree(files, staging, dirs_exist_ok=True)
     session.report(step=step, **values)
 
 
@@ -176,4 +185,4 @@ def _next_step(session: _trial.Session) -> int:
     return 1 if resumed is None else resumed.step + 1
 
 
-__all__ = ["Checkpoint", "TrialContext", "get_checkpoint", "get_context", "report"]
+__all__ = ["Checkpoint", "CheckpointLike", "TrialContext", "get_checkpoint", "get_context", "report"]
