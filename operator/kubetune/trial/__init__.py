@@ -55,7 +55,10 @@ prometheus-client: this package imports nothing but the standard library,
 prometheus-client and `kubetune.contract` (an import-linter contract checks it).
 Modules: `settings` (the environment), `session` (one trial's state, endpoint and
 signals), `metrics` (what was reported and how the operator reads it),
-`checkpoints` (the checkpoint directory and rungs across retries).
+`checkpoints` (the checkpoint directory and rungs across retries), `tune_api`
+(Ray's in-trial calls, `kubetune.tune.report` and friends, with the step counted as
+`training_iteration`), `launch` (`python -m kubetune.trial.launch`, which runs a
+function shipped by `kubetune.Tuner(train_fn)`).
 """
 
 
