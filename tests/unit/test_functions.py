@@ -308,3 +308,14 @@ def test_a_function_that_raises_fails_its_trial_with_the_traceback(module, tmp_p
     assert done.returncode == 1
     assert "ValueError: diverged at lr=0.5" in done.stderr
     assert message["finished"] is False and message["metrics"] == {"score": 0.5}
+
+
+def test_the_config_map_for_kubectl_apply_is_the_one_the_template_mounts(module):
+    t = tuner(module.train_fn, namespace="ml")
+    body, manifest = t.function_config_map(), t.to_manifest()
+    volume = manifest["spec"]["trialTemplate"]["spec"]["volumes"][0]["configMap"]["name"]
+    assert body["metadata"]["name"] == volume and body["metadata"]["namespace"] == "ml"
+    assert body["data"]["function.py"] == manifest["metadata"]["annotations"][
+        "kubetune.io/function-source"]
+    with pytest.raises(ValueError, match="only a function trainable"):
+        tuner("registry.example/train:1").function_config_map()

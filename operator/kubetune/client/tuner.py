@@ -209,6 +209,16 @@ class Tuner:
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TuneExperiment",
                 "metadata": metadata, "spec": spec}
 
+    def function_config_map(self) -> dict[str, Any]:
+        """For kubectl apply beside to_manifest(): the ConfigMap a function trainable's trials
+        mount (fit() makes the experiment its owner; applied by hand it is not owned)."""
+        if not callable(self.trainable):
+            raise ValueError("only a function trainable is shipped in a ConfigMap")
+        body = functions.config_map(self._shipped(), self.name)
+        if self.namespace:
+            body["metadata"]["namespace"] = self.namespace
+        return body
+
     # -- running it -------------------------------------------------------------------------
     def client(self) -> ExperimentClient:
         return ExperimentClient(self.kubeconfig, namespace=self.namespace,
