@@ -59,7 +59,11 @@ class StopSpec(SpecModel):
         "value it reported of any of them is >= its threshold, as Ray's "
         "stop={'accuracy': 0.98} (Ray's rule is >= whatever the objective's mode: to stop "
         "on a low loss, report its negative). training_iteration here is the step.",
-        json_schema_extra={"maxProperties": MAX_STOP_METRICS},
+        json_schema_extra={"maxProperties": MAX_STOP_METRICS, "x-kubernetes-validations": [{
+            "rule": f"self.all(k, size(k) <= {MAX_NAME_LENGTH} && "
+                    f"k.matches('{METRIC_NAME_PATTERN}'))",
+            "message": f"stop.metrics names must match {METRIC_NAME_PATTERN} (at most "
+                       f"{MAX_NAME_LENGTH} characters): {METRIC_WHY}"}]},
     )
 
     @model_validator(mode="after")
