@@ -99,11 +99,12 @@ def test_to_manifest_is_a_valid_experiment_with_ray_names_mapped():
     assert BasicVariantSampler.from_spec(spec).total_trials == 6  # 3 samples x 2 grid points
 
 
-def test_a_tuner_needs_an_objective_and_an_image_not_a_function():
+def test_a_tuner_needs_an_objective_and_a_trainable_it_can_ship():
     with pytest.raises(ValueError, match="metric"):
         kubetune.Tuner("img", param_space={"a": 1}, name="x").to_manifest()
-    with pytest.raises(TypeError, match="container image"):
-        kubetune.Tuner(lambda config: None, param_space={"a": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a lambda cannot be shipped"):
+        kubetune.Tuner(lambda config: None, param_space={"a": 1}, name="x",
+                       tune_config=kubetune.TuneConfig(metric="m", mode="max")).to_manifest()
     with pytest.raises(ValueError, match="lowercase"):
         kubetune.Tuner("img", param_space={"a": 1}, name="Bad_Name")
 
