@@ -31,7 +31,7 @@ def main_resources(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_signature_and_defaults_are_ray_trains() -> None:
-    ours = {f.name: f.default for f in dataclasses.fields(ScalingConfig)}
+    ours = {f.name: f.default for f in dataclasses.fields(ScalingConfig) if f.init}
     theirs = {f.name: f.default for f in dataclasses.fields(RayScalingConfig)}
     assert ours == theirs
     assert kubetune.ScalingConfig is ScalingConfig and tune.ScalingConfig is ScalingConfig
@@ -136,3 +136,23 @@ def test_what_a_pod_cannot_express_is_refused_with_the_reason(kwargs: dict[str, 
                                                               words: str) -> None:
     with pytest.raises(ValueError, match=words):
         manifest(ScalingConfig(**kwargs))
+
+
+def test_rays_own_scaling_config_and_domain_are_read_the_same_way() -> None:
+    from ray import tune as ray_tune
+    from ray.train import ScalingConfig as RayTrainScalingConfig
+
+    # ray.air's ScalingConfig takes a domain for num_workers (Train v2's takes ints only).
+    workers = ray_tune.choice([2, 4])
+    space = {"num_workers": workers, "train_loop_config": {"lr": ray_tune.grid_search([1e-3])}}
+    body = manifest(RayScalingConfig(num_workers=workers, use_gpu=True), space)  # type: ignore[arg-type]
+    assert body["spec"]["workers"] == {"parameter": "num_workers"}
+    assert body["spec"]["searchSpace"]["num_workers"] == {"choice": [2, 4]}
+    assert main_resources(body) == {"limits": {"nvidia.com/gpu": "1"}}
+    fixed = manifest(RayTrainScalingConfig(num_workers=3))  # type: ignore[arg-type]
+    assert fixed["spec"]["workers"] == {"count": 3}
+    assert main_resources(fixed) == {"requests": {"cpu": "1"}}
+    with pytest.raises(ValueError, match="whole number or a tune domain"):
+        manifest(RayTrainScalingConfig(num_workers=(2, 4)))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"kubetune\.ScalingConfig"):
+        manifest({"num_workers": 2})  # type: ignore[arg-type]

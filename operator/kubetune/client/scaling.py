@@ -26,6 +26,8 @@ is a pod of the trial's Indexed Job (`spec.workers`), so:
   Kubernetes resource name) becomes the pod's resources: `cpu` and `memory` as
   requests (Ray reserves them, it does not cap them), `GPU` as `nvidia.com/gpu` and
   every other resource as limits (Kubernetes' rule for extended resources);
+- Ray's own `ray.train.ScalingConfig` (or `ray.air.config`'s), and a `ray.tune` domain
+  for `num_workers`, are read the same way, so a ported script may keep its imports;
 - `trainer_resources` is refused when it asks for anything: there is no coordinator
   process, rank 0's pod does its work; `placement_strategy` and `accelerator_type`
   are refused unless left at Ray's defaults (use the pod template's affinity and
@@ -35,10 +37,10 @@ is a pod of the trial's Indexed Job (`spec.workers`), so:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from kubetune.client import domains
+from kubetune.client import domains, ray_compat
 from kubetune.client.domains import Domain
 
 #: Ray's resource keys and the Kubernetes names they stand for.
@@ -60,8 +62,13 @@ class ScalingConfig:
     resources_per_worker: dict[str, Any] | None = None
     placement_strategy: str = "PACK"
     accelerator_type: str | None = None
+    _given: Any = field(default=None, init=False, repr=False, compare=False)
+    """The num_workers object as given (a Ray domain is looked up in param_space as itself)."""
 
     def __post_init__(self) -> None:
+        self._given = self.num_workers
+        if ray_compat.from_ray(self.num_workers):
+            self.num_workers = ray_compat.domain("ScalingConfig(num_workers=...)", self.num_workers)
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int | Domain):
             raise ValueError(f"ScalingConfig(num_workers={self.num_workers!r}) must be a whole "
                              "number or a tune domain (tune.choice([2, 4]))")
@@ -124,7 +131,7 @@ class ScalingConfig:
         """spec.workers, and the dotted parameter the domain must be added as (None if there)."""
         if isinstance(self.num_workers, int):
             return {"count": self.num_workers}, None
-        found = _paths_of(param_space, self.num_workers)
+        found = _paths_of(param_space, self.num_workers, self._given)
         if len(found) == 1:
             return {"parameter": found[0]}, None
         path = f"{SPACE_KEY}.num_workers"
@@ -135,9 +142,21 @@ class ScalingConfig:
         return {"parameter": path}, path
 
 
-def apply_scaling_config(spec: dict[str, Any], scaling: ScalingConfig,
+def as_scaling_config(obj: Any) -> ScalingConfig:
+    """kubetune's ScalingConfig for ours or for Ray Train's own (same fields, same meaning)."""
+    if isinstance(obj, ScalingConfig):
+        return obj
+    if ray_compat.from_ray(obj) and type(obj).__name__ == "ScalingConfig":
+        return ScalingConfig(**{f.name: getattr(obj, f.name) for f in fields(ScalingConfig)
+                                if f.init})
+    raise TypeError(f"scaling_config must be a kubetune.ScalingConfig (Ray Train's arguments), "
+                    f"not {type(obj).__name__}")
+
+
+def apply_scaling_config(spec: dict[str, Any], scaling: Any,
                          param_space: Mapping[str, Any]) -> None:
     """Write `scaling` into a TuneExperiment spec the Tuner built from `param_space`."""
+    scaling = as_scaling_config(scaling)
     workers, added = scaling.workers_spec(param_space)
     if added is not None:
         space = {k: v for k, v in param_space.items()}
@@ -167,22 +186,23 @@ def _quantity(value: Any) -> str:
     return str(value)
 
 
-def _paths_of(space: Mapping[str, Any], domain: Domain, prefix: str = "") -> list[str]:
-    """Dotted paths of `domain` in a param_space: the same object, else the only equal one."""
+def _paths_of(space: Mapping[str, Any], domain: Domain, given: Any) -> list[str]:
+    """Dotted paths of `domain` in a param_space: the same object (as given, or converted
+    from Ray's), else the only equal one."""
     same: list[str] = []
     equal: list[str] = []
 
     def walk(node: Mapping[str, Any], at: str) -> None:
         for key, value in node.items():
             path = f"{at}{key}"
-            if value is domain:
+            if value is domain or value is given:
                 same.append(path)
             elif isinstance(value, Domain) and value == domain:
                 equal.append(path)
             elif isinstance(value, Mapping):
                 walk(value, path + ".")
 
-    walk(space, prefix)
+    walk(space, "")
     return same if same else equal if len(equal) == 1 else []
 
 
