@@ -271,3 +271,14 @@ def test_conversion_does_not_import_ray_for_kubetunes_own_objects() -> None:
             "    scheduler=kubetune.ASHAScheduler())).to_manifest()\n"
             "assert 'ray' not in sys.modules, 'ray was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_stop_on_a_key_ray_fills_in_itself_gets_a_notice() -> None:
+    tuner = kubetune.Tuner(
+        "img", param_space={"lr": tune.uniform(0, 1)}, name="x",
+        tune_config=kubetune.TuneConfig(metric="accuracy", mode="max", max_concurrent_trials=1),
+        run_config=kubetune.RunConfig(stop={"time_total_s": 60},
+                                      failure_config=kubetune.FailureConfig()))
+    assert tuner.to_manifest()["spec"]["stop"] == {"metrics": {"time_total_s": 60.0}}
+    assert len(tuner._notices) == 1 and "stop on 'time_total_s': Ray fills it in" in \
+        tuner._notices[0]

@@ -29,6 +29,11 @@ from kubetune.client import ray_compat
 from kubetune.client.config import FailureConfig, RunConfig, TuneConfig
 from kubetune.client.errors import TuneError
 
+RAY_AUTO_FILLED = ("time_total_s", "time_this_iter_s", "timesteps_total", "episodes_total",
+                   "iterations_since_restore", "timesteps_since_restore", "time_since_restore")
+"""Result keys Ray fills in itself (ray/tune/result.py) that a kubetune trial reports only
+if its code does."""
+
 RAY_FAILURE_CONFIG = FailureConfig(max_failures=0, fail_fast=False, max_failed_trials=0)
 """Ray's FailureConfig() (ray/air/config.py): no retry; failed trials do not fail the run."""
 
@@ -147,6 +152,10 @@ def run_fields(tc: TuneConfig, rc: RunConfig, search_space: Mapping[str, Any]
     stop, budget = _stop(rc.stop)
     if stop:
         fields["stop"] = stop
+    for name in sorted(set((stop or {}).get("metrics") or {}) & set(RAY_AUTO_FILLED)):
+        notices.append(f"stop on {name!r}: Ray fills it in, a kubetune trial only reports it "
+                       "if its code does, else the condition never holds (for time, use "
+                       "TuneConfig(time_budget_s=...))")
     budget = _seconds(tc.time_budget_s) if tc.time_budget_s is not None else budget
     if budget is not None:
         fields["timeBudgetSeconds"] = budget
