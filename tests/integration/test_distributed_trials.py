@@ -99,6 +99,8 @@ class GroupWatch:
         self.unschedulable: list[str] = []
         self.partial_while_held: list[str] = []
         self.peak_gpus = 0
+        # pod deleted while it ran -> the grace periods its deletion had, in order
+        self.grace: dict[str, list[int]] = {}
         self.peak_trials = 0
         self.pods: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self._stop = threading.Event()
@@ -124,6 +126,12 @@ class GroupWatch:
                     if c.type == "PodScheduled" and c.status == "False":
                         self.unschedulable.append(f"{pod.metadata.name}: {c.message}")
                 ended = event["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed")
+                grace = pod.metadata.deletion_grace_period_seconds
+                if pod.metadata.deletion_timestamp and grace is not None and (
+                        pod.status.phase == "Running" or pod.metadata.name in self.grace):
+                    seen = self.grace.setdefault(pod.metadata.name, [])
+                    if not seen or seen[-1] != grace:
+                        seen.append(grace)
                 if ended or not pod.spec.node_name:
                     self.bound.pop(pod.metadata.name, None)
                 else:
@@ -199,6 +207,11 @@ def test_sampled_worker_counts_run_that_many_pods_as_one_group_and_pruning_remov
     pruned = [n for n, t in all_trials.items() if t["status"]["state"] == "Pruned"]
     assert pruned, "ASHA should prune the low curves"
     for name in pruned:
+        # every worker of a pruned trial is sent SIGTERM with the prune grace period
+        stopped = [p for p in group_watch.pods[name]["1"] if p in group_watch.grace]
+        assert stopped, f"{name}'s workers should have been stopped while running"
+        # (the runner ends a pod whose processes exited with a grace period of 0)
+        assert all(group_watch.grace[p][0] == 5 for p in stopped), group_watch.grace
         # every worker pod of a pruned trial goes, with its Job
         wait_for(lambda n=name: not live_pods(api_client, namespace, n), timeout=60,
                  what=f"{name}'s worker pods to go")
@@ -280,8 +293,9 @@ def test_a_killed_worker_restarts_the_whole_trial_from_rank_0s_checkpoint(
     assert "workers" in table and any(f"0@{n}" in table or f"1@{n}" in table for n in nodes), table
 
 
+@pytest.mark.parametrize("how", ["kubelet", "eviction-api"])
 def test_an_evicted_worker_restarts_the_group_without_being_charged(
-        api_client, namespace, operator: OperatorProcess, group_watch: GroupWatch):
+        how: str, api_client, namespace, operator: OperatorProcess, group_watch: GroupWatch):
     create(api_client, namespace, worker_experiment(
         "evict", [0.7], workers={"count": 2}, steps=8, sleep=0.5, trialRetries=0))
     core = client.CoreV1Api(api_client)
@@ -305,13 +319,19 @@ def test_an_evicted_worker_restarts_the_group_without_being_charged(
     assert workers[1]["pod"] == victim.metadata.name
     assert workers[1]["node"] == victim.spec.node_name
     time.sleep(2)
-    # what a kubelet writes when it preempts a pod: the DisruptionTarget condition, Failed
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    core.patch_namespaced_pod_status(victim.metadata.name, namespace, {"status": {
-        "phase": "Failed", "reason": "Preempting", "message": "preempted by a test",
-        "conditions": [{"type": "DisruptionTarget", "status": "True",
-                        "reason": "TerminationByKubelet", "message": "preempted by a test",
-                        "lastTransitionTime": now}]}})
+    if how == "kubelet":
+        # what a kubelet writes when it preempts a pod: the DisruptionTarget condition, Failed
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        core.patch_namespaced_pod_status(victim.metadata.name, namespace, {"status": {
+            "phase": "Failed", "reason": "Preempting", "message": "preempted by a test",
+            "conditions": [{"type": "DisruptionTarget", "status": "True",
+                            "reason": "TerminationByKubelet", "message": "preempted by a test",
+                            "lastTransitionTime": now}]}})
+    else:
+        # the apiserver adds DisruptionTarget and deletes the pod; the runner ends it
+        core.create_namespaced_pod_eviction(victim.metadata.name, namespace, {
+            "apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": victim.metadata.name, "namespace": namespace}})
     wait_done(api_client, namespace, "evict", timeout=240)
     status = trials(api_client, namespace)["evict-0"]["status"]
     # trialRetries 0: a charged failure would have failed the trial

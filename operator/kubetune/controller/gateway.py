@@ -271,11 +271,14 @@ class Gateway:
                    pods: Sequence[str] = ()) -> None:
         """Delete an attempt's Job and every one of its pods with this grace period.
 
-        Foreground propagation keeps the Job, marked deleting, until its pods are gone, so
-        the attempt holds its slot until then; the pods are deleted here with the grace
-        period (the garbage collector would use the pods' own), so every worker gets SIGTERM
-        and the same time to checkpoint.
+        The pods go first, with the grace period (the garbage collector would use the pods'
+        own, and a later, shorter one is not honoured by every kubelet), so every worker gets
+        SIGTERM and the same time to checkpoint; then the Job, with foreground propagation,
+        which keeps it, marked deleting, until its pods are gone: the attempt holds its slot
+        until then, and the Job controller makes no pod for a Job being deleted.
         """
+        for pod in pods:
+            self.delete_pod(namespace, pod, grace_seconds)
         self.count_write("delete", "jobs")
         try:
             with _call("delete", "jobs", name):
@@ -286,5 +289,3 @@ class Gateway:
         except ApiCallError as e:
             if e.status != 404:
                 raise
-        for pod in pods:
-            self.delete_pod(namespace, pod, grace_seconds)
