@@ -54,10 +54,12 @@ class ClusterWatch:
         self.namespaces = list(namespaces)
         self.pods: dict[str, PodTimes] = defaultdict(PodTimes)
         self.trials: dict[str, TrialTimes] = defaultdict(TrialTimes)
+        self.experiment_phases: dict[str, str] = {}
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._watch_pods, daemon=True),
-                         threading.Thread(target=self._watch_trials, daemon=True)]
+                         threading.Thread(target=self._watch_trials, daemon=True),
+                         threading.Thread(target=self._watch_experiments, daemon=True)]
 
     def start(self) -> ClusterWatch:
         for t in self._threads:
@@ -99,6 +101,17 @@ class ClusterWatch:
     def _watch_trials(self) -> None:
         self._loop(self.custom.list_cluster_custom_object, self._on_trial,
                    group="kubetune.io", version="v1alpha1", plural="tunetrials")
+
+    def _watch_experiments(self) -> None:
+        self._loop(self.custom.list_cluster_custom_object, self._on_experiment,
+                   group="kubetune.io", version="v1alpha1", plural="tuneexperiments")
+
+    def _on_experiment(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        meta = obj["metadata"]
+        if meta["namespace"] not in self.namespaces:
+            return
+        with self.lock:
+            self.experiment_phases[meta["name"]] = (obj.get("status") or {}).get("phase") or "Pending"
 
     def _on_pod(self, kind: str, obj: dict[str, Any], now: float) -> None:
         meta = obj["metadata"]

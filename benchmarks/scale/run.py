@@ -8,6 +8,7 @@ its own), and the apiserver's request counters are read before and after.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import statistics
 import subprocess
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from kubernetes import client, config
 from tests.support.operator import OperatorProcess, install_crds
 
+from benchmarks.scale.measures import ApiserverSampler, largest_objects, lists_in_window, quantile
 from benchmarks.scale.observe import (
     ClusterWatch,
     Sampler,
@@ -30,6 +32,7 @@ from benchmarks.scale.observe import (
     parse_metrics,
     profile_summary,
 )
+from kubetune import contract
 from kubetune.devcluster import ClusterConfig, LocalCluster
 
 if TYPE_CHECKING:
@@ -46,10 +49,29 @@ class ClusterSettings:
     scrape_interval: str = "1s"
     py_spy: str = ""
     """A py-spy binary: when set, the operator is sampled (20 Hz, idle included) throughout."""
+    operator_root: str = ""
+    """A checkout whose operator/ and crds/ to run instead of this one's (the old design's
+    commit, for a side-by-side): its operator package goes first on the operator's
+    PYTHONPATH and its CRDs are installed. The cluster, runner and trials stay this one's."""
+
+
+FARM_ANNOTATION = getattr(contract, "ANNOTATION_SIMULATED_FARM", None) or getattr(
+    contract, "ANNOTATION_FARM", None)
+"""The pod annotation that asks the dev cluster's runner to farm a simulated trial (serve
+its /metrics from one shared process) instead of starting a process for it."""
 
 
 def simulated_experiment(name: str, s: Scenario, checkpoints: Path) -> dict[str, Any]:
     """A TuneExperiment of simulated trainer trials, each asking for one GPU."""
+    env = [{"name": "KUBETUNE_CHECKPOINT_ROOT", "value": str(checkpoints)}]
+    if s.linger_seconds is not None:
+        env.insert(0, {"name": "KUBETUNE_LINGER_SECONDS", "value": f"{s.linger_seconds:g}"})
+    template: dict[str, Any] = {}
+    if s.farm:
+        if FARM_ANNOTATION is None:
+            raise SystemExit("--farm: this checkout's kubetune.contract names no farm annotation "
+                             "(the dev cluster's runner cannot farm simulated trials here)")
+        template["metadata"] = {"annotations": {FARM_ANNOTATION: "true"}}
     return {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "TuneExperiment",
         "metadata": {"name": name},
@@ -70,12 +92,11 @@ def simulated_experiment(name: str, s: Scenario, checkpoints: Path) -> dict[str,
             "maxConcurrentTrials": s.concurrency,
             "scheduler": {"type": "asha", "maxT": s.max_t, "gracePeriod": 1, "reductionFactor": 3},
             "pruneGracePeriodSeconds": 5,
-            "trialTemplate": {"spec": {"containers": [{
+            "trialTemplate": {**template, "spec": {"containers": [{
                 "name": "trainer", "image": "kubetune-trainer:0.1.0",
                 "command": ["python", "-m", "kubetune_trainer", "--dataset", "simulated",
                             "--seconds-per-step", str(s.seconds_per_step), "--log-level", "WARNING"],
-                "env": [{"name": "KUBETUNE_LINGER_SECONDS", "value": "5"},
-                        {"name": "KUBETUNE_CHECKPOINT_ROOT", "value": str(checkpoints)}],
+                "env": env,
                 "resources": {"limits": {"nvidia.com/gpu": "1"}},
             }]}},
         },
@@ -104,7 +125,10 @@ def run_scenarios(scenarios: Sequence[Scenario], settings: ClusterSettings, work
               f"{settings.gpus_per_node} GPUs", flush=True)
         api = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=str(cluster.kubeconfig))
-        install_crds(api)
+        if settings.operator_root:
+            install_crds_from(api, Path(settings.operator_root) / "crds")
+        else:
+            install_crds(api)
         for scenario in scenarios:
             yield run_scenario(cluster, api, scenario, settings, work, timeout)
     finally:
@@ -119,9 +143,15 @@ def run_scenario(cluster: LocalCluster, api: client.ApiClient, s: Scenario,
     _create_namespace(core, namespace)
     log_dir = work / namespace
     log_dir.mkdir(parents=True)
-    operator = OperatorProcess(cluster, log_dir, tick=settings.tick)
+    env = {}
+    if settings.operator_root:
+        root = Path(settings.operator_root)
+        env["PYTHONPATH"] = os.pathsep.join([str(root / "operator"), str(root),
+                                             os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    operator = OperatorProcess(cluster, log_dir, tick=settings.tick, env=env)
     watcher = ClusterWatch(api, [namespace])
     sampler: Sampler | None = None
+    api_sampler: ApiserverSampler | None = None
     profiler: subprocess.Popen[bytes] | None = None
     profile_file = log_dir / "operator-profile.txt"
     metrics_text = ""
@@ -146,7 +176,12 @@ def run_scenario(cluster: LocalCluster, api: client.ApiClient, s: Scenario,
                     "trials": float(len(watcher.trials))}
 
         sampler = Sampler(pids, period=1.0, counters=counters).start()
-        api_before = apiserver_requests(apiserver_metrics(api))
+        api_sampler = ApiserverSampler(
+            lambda: apiserver_requests(apiserver_metrics(api)),
+            lambda: parse_metrics(operator.metrics()).get("kubetune_reconcile_ticks_total", -1.0),
+            period=5.0).start()
+        api_before = api_sampler.samples[-1].requests if api_sampler.samples else \
+            apiserver_requests(apiserver_metrics(api))
         started = time.time()
         print(f"[{s.name}] {s.experiments} experiment(s) x {s.trials} trials, "
               f"{s.concurrency} concurrent each, in {namespace}", flush=True)
@@ -162,6 +197,8 @@ def run_scenario(cluster: LocalCluster, api: client.ApiClient, s: Scenario,
     finally:
         if sampler is not None:
             sampler.stop()
+        if api_sampler is not None:
+            api_sampler.stop()
         watcher.stop()
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
@@ -174,14 +211,22 @@ def run_scenario(cluster: LocalCluster, api: client.ApiClient, s: Scenario,
     events = core.list_namespaced_event(namespace).items
     experiments = _items(custom.list_namespaced_custom_object(GROUP, VERSION, namespace,
                                                               "tuneexperiments"))
+    objects = largest_objects(api, namespace)
     window = int(time.time() - started) + 120
     rung_first: dict[tuple[str, int], float] = {}
     for name in names:
         rung_first.update(first_rung_samples(cluster.prometheus_url, namespace, name, window))
-    assert sampler is not None
+    assert sampler is not None and api_sampler is not None
     result = summarise(s, settings, namespace, started, ended, finished, watcher, sampler,
                        parse_metrics(metrics_text) if metrics_text else {},
                        api_before, api_after, events, experiments, rung_first)
+    created = [p.created for p in watcher.pods.values() if p.created is not None]
+    result["steady_state_lists"] = lists_in_window(api_sampler.samples, created, s.experiments)
+    result["largest_objects"] = objects
+    result["largest_object_bytes"] = max((v.get("largest_bytes", 0) for v in objects.values()),
+                                         default=0)
+    result["operator_root"] = settings.operator_root
+    result["farm_annotation"] = FARM_ANNOTATION if s.farm else None
     if profile_file.exists():
         result["operator_profile"] = profile_summary(profile_file.read_text())
     print(f"[{s.name}] done in {ended - started:.0f}s: {json_line(result)}", flush=True)
@@ -190,14 +235,32 @@ def run_scenario(cluster: LocalCluster, api: client.ApiClient, s: Scenario,
     return result
 
 
+def install_crds_from(api: client.ApiClient, directory: Path) -> None:
+    """install_crds, from another checkout's crds/."""
+    import yaml
+
+    ext = client.ApiextensionsV1Api(api)
+    for path in sorted(directory.glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        with contextlib.suppress(client.exceptions.ApiException):
+            ext.create_custom_resource_definition(body)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            crd = ext.read_custom_resource_definition(body["metadata"]["name"])
+            if any(c.type == "Established" and c.status == "True"
+                   for c in ((crd.status and crd.status.conditions) or [])):
+                break
+            time.sleep(0.1)
+
+
 def _wait(custom: client.CustomObjectsApi, namespace: str, names: Sequence[str], started: float,
           timeout: float, watcher: ClusterWatch) -> bool:
     last_report = 0.0
+    # From the watch: a LIST every few seconds here would show in the apiserver's counters.
     while time.time() - started < timeout:
-        items = _items(custom.list_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                            "tuneexperiments"))
-        phases = Counter((i.get("status") or {}).get("phase", "Pending") for i in items)
-        if len(items) == len(names) and phases["Succeeded"] + phases["Failed"] == len(names):
+        with watcher.lock:
+            phases = Counter(watcher.experiment_phases.get(n, "Pending") for n in names)
+        if phases["Succeeded"] + phases["Failed"] == len(names):
             return True
         if time.time() - last_report > 30:
             with watcher.lock:
@@ -220,14 +283,7 @@ def json_line(result: dict[str, Any]) -> str:
     return ", ".join(f"{k}={result.get(k)}" for k in keys)
 
 
-def _quantile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    lo = int(position)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (position - lo)
+_quantile = quantile
 
 
 def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: float,
@@ -241,10 +297,16 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
     total_trials = s.experiments * s.trials
     created = sorted(p.created for p in pods.values() if p.created is not None)
     states = Counter(t.state for t in trials.values())
+    # Per-trial figures are over the trials that ended: a run cut off by its timeout still
+    # gives a fair per-trial cost (its unfinished trials are left out of both sides).
+    done_trials = sum(states[k] for k in ("Succeeded", "Pruned", "Failed")) if not finished \
+        else total_trials
+    per = max(1, done_trials)
 
     # Decision latency: rung value's first sample in Prometheus -> the pod's deletionTimestamp.
     latency_delete: list[float] = []
     latency_gone: list[float] = []
+    gone_after_decision: list[float] = []
     missing = 0
     for key, t in trials.items():
         if t.state != "Pruned" or not t.pruned_at:
@@ -259,6 +321,7 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         latency_delete.append(pod.deleting - first)
         if pod.gone is not None:
             latency_gone.append(pod.gone - first)
+            gone_after_decision.append(pod.gone - pod.deleting)
 
     # API writes: the operator's own counters, plus the Events it posted.
     writes = {k.split("{", 1)[1].rstrip("}"): v for k, v in op_metrics.items()
@@ -266,7 +329,8 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
     ours = ("kubetune-operator", "kopf")  # the reporting component, and what it was before
     operator_events = [e for e in events if (e.source and e.source.component in ours)
                        or (e.reporting_component or "") in ours]
-    event_count = len(operator_events) or len(events)
+    # An aggregated Event updated in place is one write per count (its PATCH or POST).
+    event_count = sum(max(1, e.count or 1) for e in (operator_events or events))
     write_total = sum(writes.values()) + event_count
     per_trial_status = [t.events.get("MODIFIED", 0) for t in trials.values()]
     # Per trial: its create, its status patches (each changed the object, so each is a
@@ -316,7 +380,7 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         "scenario": asdict(s), "cluster": asdict(settings), "namespace": namespace,
         "finished": finished, "duration_seconds": round(ended - started, 1),
         "experiment_phases": dict(phases),
-        "trials_total": total_trials, "trial_states": dict(states), "pods_created": len(created),
+        "trials_total": total_trials, "trials_done": done_trials, "trial_states": dict(states), "pods_created": len(created),
         "trials_started_per_second": round(len(created) / max(1e-9, created[-1] - started), 2)
         if created else None,
         "trials_started_peak_10s": rate_10s,
@@ -328,10 +392,17 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         "decision_latency_max": _round(max(latency_delete, default=None)),
         "pod_gone_latency_p50": _round(_quantile(latency_gone, 0.5)),
         "pod_gone_latency_p99": _round(_quantile(latency_gone, 0.99)),
+        "pod_gone_after_decision_p50": _round(_quantile(gone_after_decision, 0.5)),
+        "pod_gone_after_decision_p99": _round(_quantile(gone_after_decision, 0.99)),
+        "event_objects": len(operator_events),
+        "apiserver_cpu_seconds": components.get("kube-apiserver"),
+        "apiserver_cpu_per_trial_s": round(components.get("kube-apiserver", 0.0) / per, 4),
+        "loadavg_mean": round(statistics.fmean(x.loadavg for x in samples), 2),
+        "loadavg_max": round(max(x.loadavg for x in samples), 2),
         "decision_latency_list": [round(x, 3) for x in latency_delete],
         "api_writes": writes, "operator_events": event_count,
-        "api_writes_per_trial": round(write_total / total_trials, 2),
-        "api_writes_per_trial_without_events": round(sum(writes.values()) / total_trials, 2),
+        "api_writes_per_trial": round(write_total / per, 2),
+        "api_writes_per_trial_without_events": round(sum(writes.values()) / per, 2),
         "trial_status_changes_per_trial": {
             "mean": round(statistics.fmean(per_trial_status), 2) if per_trial_status else None,
             "max": max(per_trial_status, default=None),
@@ -346,7 +417,7 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         "reconcile_seconds_mean": round(rec_sum / rec_count, 4) if rec_count else None,
         "reconcile_duration_buckets": buckets,
         "operator_cpu_seconds": round(op_cpu[-1] - op_cpu[0], 1) if len(op_cpu) > 1 else None,
-        "operator_cpu_per_trial_ms": round(1000 * (op_cpu[-1] - op_cpu[0]) / total_trials, 1)
+        "operator_cpu_per_trial_ms": round(1000 * (op_cpu[-1] - op_cpu[0]) / per, 1)
         if len(op_cpu) > 1 else None,
         "operator_peak_rss_mib": round(sampler.peak_rss.get("operator", 0) / 2**20, 1),
         "component_cpu_seconds": components,
