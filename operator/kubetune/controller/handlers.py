@@ -27,6 +27,13 @@ from kubetune.controller.prometheus import PrometheusSource
 from kubetune.controller.reconcile import OperatorContext, reconcile_once
 from kubetune.controller.settings import OperatorSettings
 
+WORKERS = 32
+"""kopf's worker threads, where the ticks of sync handlers run."""
+CONNECTIONS = WORKERS + 16
+"""Pooled connections to the apiserver: one per worker plus the writes a tick sends at once.
+The client's default (5 per CPU) is smaller than the workers, so connections beyond it
+were dropped after each request and handshaken again."""
+
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     """Register every handler of the operator on `registry`, configured by `settings`.
@@ -98,7 +105,7 @@ def _configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | No
     # (https://kopf.readthedocs.io/en/stable/configuration/#networking-timeouts).
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
-    settings.execution.max_workers = 32
+    settings.execution.max_workers = WORKERS
 
 
 def _context(settings: OperatorSettings, leadership: Leadership | None = None) -> OperatorContext:
@@ -123,4 +130,6 @@ def api_client(settings: OperatorSettings) -> client.ApiClient:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config(config_file=settings.kubeconfig)
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = CONNECTIONS
+    return client.ApiClient(configuration)
