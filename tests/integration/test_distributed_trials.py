@@ -412,3 +412,24 @@ def test_operator_killed_three_times_during_a_multi_worker_experiment_decides_th
     killed_jobs = {n: u for n, u in group_watch.job_uids.items() if n.startswith("killed-")}
     assert set(killed_jobs) == {f"killed-{i}-a1" for i in range(len(qualities))}, killed_jobs
     assert all(len(u) == 1 for u in killed_jobs.values()), "one Job per attempt"
+
+
+def test_the_apiserver_refuses_changing_workers_and_giving_both_count_and_parameter(
+        api_client, namespace, crds):
+    from kubernetes.client.exceptions import ApiException
+
+    body = worker_experiment("fixed", [0.5], workers={"count": 2})
+    both = worker_experiment("both", [0.5], workers={"count": 2, "parameter": "quality"})
+    with pytest.raises(ApiException) as refused:
+        create(api_client, namespace, both)
+    assert refused.value.status == 422 and "exactly one of count" in str(refused.value.body)
+    create(api_client, namespace, body)
+    for change in ({"workers": {"count": 3}}, {"workers": None}):
+        with pytest.raises(ApiException) as refused:
+            custom(api_client).patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, "tuneexperiments", "fixed", {"spec": change})
+        assert refused.value.status == 422
+        assert "spec.workers cannot change" in str(refused.value.body), refused.value.body
+    # the limits stay editable
+    custom(api_client).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "tuneexperiments", "fixed", {"spec": {"maxConcurrentTrials": 4}})

@@ -51,7 +51,7 @@ from kubetune.api.searchspace import (
 from kubetune.api.stop import StopSpec
 from kubetune.api.storage import StorageSpec, storage_template_problem
 from kubetune.api.template import TrialPodSpec, TrialTemplate
-from kubetune.api.workers import WorkersSpec, workers_problem
+from kubetune.api.workers import WorkersSpec, workers_problem, workers_rules
 
 EXPERIMENT_KIND: Final = "TuneExperiment"
 EXPERIMENT_PLURAL: Final = "tuneexperiments"
@@ -180,7 +180,7 @@ class TuneExperimentSpec(SpecModel):
 
     model_config = ConfigDict(
         json_schema_extra={"x-kubernetes-validations": [*immutable_rules(), *search_rules(),
-                                                        *pbt_rules()]}
+                                                        *pbt_rules(), *workers_rules()]}
     )
 
     objective: Objective = Field(description="The metric to optimise and its direction.")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, JsonValue, model_validator
 
 from kubetune.api.common import SpecModel
 
@@ -103,6 +103,19 @@ class WorkerStatus(SpecModel):
     phase: str | None = Field(default=None, description="The pod's phase.")
 
 
+def workers_rules() -> list[JsonValue]:
+    """On the spec: spec.workers is fixed at creation (trials already run with their pod
+    counts; a Job of an attempt is read by the count it was made with)."""
+    return [{
+        "rule": "has(self.workers) == has(oldSelf.workers) && "
+                "(!has(self.workers) || self.workers == oldSelf.workers)",
+        "message": "spec.workers cannot change after the experiment is created (its trials "
+                   "run with the pod counts it gave); create a new experiment for new ones",
+        "fieldPath": ".workers",
+        "reason": "FieldValueForbidden",
+    }]
+
+
 def lookup(params: Mapping[str, Any], dotted: str) -> Any:
     """The value at a dotted path of a config; KeyError when absent."""
     value: Any = params
@@ -160,4 +173,5 @@ def workers_problem(workers: WorkersSpec | None, space: Mapping[str, SearchDomai
             "from whole numbers: choice, grid, randint or qrandint")
 
 
-__all__ = ["MAX_WORKERS", "WorkerStatus", "WorkersSpec", "lookup", "workers_problem"]
+__all__ = ["MAX_WORKERS", "WorkerStatus", "WorkersSpec", "lookup", "workers_problem",
+           "workers_rules"]

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubetune import contract
-from kubetune.api import SpecError, TuneExperimentSpec
+from kubetune.api import SpecError, TrialState, TuneExperimentSpec
 from kubetune.controller import jobs
 from kubetune.controller.gateway import ApiCallError, Gateway
+from kubetune.controller.planner import Plan
 from kubetune.controller.planner.admission import Capacity
 from kubetune.controller.planner.groups import Groups, read_groups
 
@@ -77,13 +78,24 @@ def create_attempt(gw: Gateway, spec: TuneExperimentSpec, trial: Mapping[str, An
     return True
 
 
-def delete(gw: Gateway, groups: Groups | None, namespace: str, name: str, grace: int) -> bool:
+def delete(gw: Gateway, groups: Groups | None, namespace: str, name: str, grace: int,
+           plan: Plan | None = None) -> bool:
     """Delete the attempt a view name stands for (its Job and every worker); False when
-    the name is a plain trial pod's."""
+    the name is a plain trial pod's. An attempt whose rank 0 succeeded keeps its Job and
+    rank 0's pod unless this tick's `plan` prunes the trial."""
     if groups is None or name not in groups.job_of_view:
         return False
     job = groups.job_of_view[name]
     pods: Sequence[str] = [w.pod for w in groups.workers.get(job, [])
                            if not w.view.deleting and not w.view.finished]
+    view = next((v for v in groups.views if v.name == name), None)
+    patch = plan.trial_status.get(view.trial) if plan is not None and view is not None else None
+    pruned = patch is not None and patch.state == TrialState.PRUNED
+    if view is not None and view.done and not view.failed and not view.deleting and not pruned:
+        # Rank 0 has finished: the other ranks go, the Job and rank 0's pod (its result and
+        # its log) stay, as a one-pod trial's finished pod does.
+        for pod in pods:
+            gw.delete_pod(namespace, pod, grace)
+        return True
     gw.delete_job(namespace, job, grace, pods)
     return True

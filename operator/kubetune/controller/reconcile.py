@@ -261,7 +261,7 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
     for trial, trial_status in plan.trial_status.items():
         gw.patch_trial_status(namespace, trial, trial_status)  # a trial gone since is skipped
     for pod, grace in plan.delete_pods:
-        if not distributed.delete(gw, groups, namespace, pod, grace):
+        if not distributed.delete(gw, groups, namespace, pod, grace, plan):
             gw.delete_pod(namespace, pod, grace)
     # 2. New trials, then pods owned by them; the very first pod is tried on the apiserver
     # before any trial exists, so a template it refuses fails the experiment at once.
