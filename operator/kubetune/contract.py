@@ -33,6 +33,10 @@ ATTEMPT_LABEL = "kubetune.io/attempt"
 FINALIZER = "kubetune.io/finalizer"
 #: Prefix of the annotations where kopf keeps its progress and last-handled state.
 ANNOTATIONS_PREFIX = "kubetune.io"
+#: On a trial Pod (set in the trial template), read by the dev cluster's runner only: "true"
+#: runs a simulated-trainer trial (`python -m kubetune_trainer --dataset simulated`) as a
+#: thread of the runner's trial farm instead of a process of its own. Never set by the operator.
+ANNOTATION_FARM = "kubetune.io/dev-farm"
 #: On a multi-worker trial's Job, Service and Pods, set by the operator: the trial's worker
 #: count (a one-worker trial is one Pod and has no such label).
 WORKERS_LABEL = "kubetune.io/workers"

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -78,14 +78,19 @@ def run_simulated(
     *,
     seconds_per_step: float,
     config: Mapping[str, Any] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[EpochResult]:
-    """Report the curve epoch by epoch, checkpointing the epoch so a retry resumes."""
+    """Report the curve epoch by epoch, checkpointing the epoch so a retry resumes.
+
+    `sleep` waits out each epoch's time (the trial farm passes one that a stop interrupts,
+    as SIGTERM interrupts `time.sleep` in a trial's own process).
+    """
     results: list[EpochResult] = []
     # A retry of a trial that had already completed reports its last epoch again.
     start = min(first_epoch(session.get_checkpoint()), hp.epochs)
     for epoch in range(start, hp.epochs + 1):
         if seconds_per_step > 0:
-            time.sleep(seconds_per_step)
+            sleep(seconds_per_step)
         accuracy = accuracy_at(hp, epoch, config)
         result = EpochResult(epoch, accuracy, -math.log(max(accuracy, 1e-6)))
         report_epoch(session, result, hp.epochs)

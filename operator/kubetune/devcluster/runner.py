@@ -35,7 +35,9 @@ Of the kubelet it imitates what an operator can observe through the API:
   of a multi-worker trial, only rank 0 is scraped, as the chart does (`scrape`);
 - cluster DNS: a master address (PET_MASTER_ADDR) naming a pod behind a
   headless Service resolves to 127.0.0.1, and each Job's pods share a free
-  rendezvous port of their own in place of PET_MASTER_PORT (`clusterdns`).
+  rendezvous port of their own in place of PET_MASTER_PORT (`clusterdns`);
+- farm: a pod annotated `kubetune.io/dev-farm: "true"` (`contract.ANNOTATION_FARM`)
+  that runs the simulated trainer is a thread of this runner, not a process (`farm`).
 
 Not imitated: init containers, probes, restarts (restartPolicy is Never for
 trials), volumes other than claims and configMaps (`podenv`) and CPU limits.
@@ -68,6 +70,7 @@ from kubetune.devcluster.containers import (
     image_problem,
     start_container,
 )
+from kubetune.devcluster.farm import farmed, start_farmed
 from kubetune.devcluster.podenv import missing_ref_message, resolve_env
 from kubetune.devcluster.podstatus import (
     container_entry,
@@ -210,10 +213,10 @@ class Runner:
                            or contract.ENV_METRICS_PORT in env):
                 metrics_port = free_port()
                 env[contract.ENV_METRICS_PORT] = str(metrics_port)
-            started_container = start_container(container, env, workdir / container["name"],
-                                                log_file, spec.get("hostname") or name,
-                                                home=workdir / "home",
-                                                state_dir=self.state_dir)
+            start = start_farmed if farmed(pod) else start_container
+            started_container = start(container, env, workdir / container["name"], log_file,
+                                      spec.get("hostname") or name, home=workdir / "home",
+                                      state_dir=self.state_dir)
             if isinstance(started_container, str):
                 for c in containers:
                     c.signal(signal.SIGKILL)

@@ -218,6 +218,20 @@ class Session:
         """True once SIGTERM arrived: the pod is being deleted (e.g. ASHA pruned the trial)."""
         return self._stop.is_set()
 
+    def request_stop(self) -> None:
+        """What SIGTERM does to a trial, from any thread: `should_stop()` turns True, the
+        termination message is written at once, a lingering `finish()` ends, and the next
+        `report()` raises `TrialStopped`. For hosts that run trials as threads."""
+        first = not self._stop.is_set()
+        self._stop.set()
+        endpoint = self._endpoint
+        if endpoint is not None:
+            endpoint.wake()
+        if first:
+            with self._lock:
+                if self._started and not self._closed:
+                    self._write_termination_message()
+
     def checkpoint_dir(self) -> Path:
         """This trial's checkpoint directory, created on demand."""
         with self._lock:
