@@ -210,6 +210,27 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+import socket
+from ray._private import parameter
+
+# On a loaded 2-core machine the metrics agent can take longer to start than the raylet
+# waits for the file in which it publishes its port (a dynamic port): fixed ports skip it.
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+_params_init = parameter.RayParams.__init__
+
+def _with_ports(self, *args, **kwargs):
+    _params_init(self, *args, **kwargs)
+    self.metrics_agent_port = self.metrics_agent_port or _free_port()
+    self.metrics_export_port = self.metrics_export_port or _free_port()
+    self.runtime_env_agent_port = self.runtime_env_agent_port or _free_port()
+    self.dashboard_agent_listen_port = self.dashboard_agent_listen_port or _free_port()
+
+parameter.RayParams.__init__ = _with_ports
+
 trials, concurrency, reuse, sps, storage = (int(sys.argv[1]), int(sys.argv[2]),
                                             sys.argv[3] == "1", float(sys.argv[4]), sys.argv[5])
 
@@ -248,7 +269,11 @@ def run_ray(trials: int, concurrency: int, reuse: bool, seconds_per_step: float,
             [sys.executable, "-c", RAY_DRIVER, str(trials), str(concurrency), "1" if reuse else "0",
              str(seconds_per_step), storage],
             capture_output=True, text=True, timeout=timeout,
-            env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"})
+            # On a loaded 2-core machine the raylet's default wait for the metrics agent
+            # (agent_register_timeout_ms) runs out before the agent starts.
+            env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+                 "RAY_agent_register_timeout_ms": "300000",
+                 "RAY_enable_metrics_collection": "0"})
     except subprocess.TimeoutExpired:
         return {"system": "ray", "variant": f"reuse_actors={reuse}", "trials": trials,
                 "concurrency": concurrency, "error": f"did not finish in {timeout:.0f} s"}

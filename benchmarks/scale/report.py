@@ -34,8 +34,54 @@ def _scrape_seconds(r: dict[str, Any]) -> float:
     return float(str(r["cluster"]["scrape_interval"]).rstrip("s"))
 
 
+def _done(r: dict[str, Any]) -> int:
+    """Trials that ended: the denominator of per-trial figures (a cut-off run's unfinished
+    trials are left out)."""
+    if "trials_done" in r:
+        return int(r["trials_done"])
+    if r["finished"]:
+        return int(r["trials_total"])
+    return sum(int(v) for k, v in r["trial_states"].items() if k in ("Succeeded", "Pruned", "Failed"))
+
+
+def _fmt(x: float | None, unit: str = "", digits: int = 1) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}{unit}"
+
+
+def issue18_table(runs: list[dict[str, Any]]) -> str:
+    """The figures issue 18 judges, one row per run (old and new design side by side)."""
+    lines = [
+        "| scenario | operator | finished (trials ended) | decision latency p50 / p99 (goal) | "
+        "pod gone after decision p99 (goal) | LISTs per experiment tick, steady state "
+        "(trials+pods+experiments) | apiserver CPU per trial | operator CPU per trial | "
+        "operator peak RSS | largest object | API writes per trial, Events incl. | "
+        "load average mean / max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        done = max(1, _done(r))
+        goal = 2 * r["cluster"]["tick"] + _scrape_seconds(r)
+        grace = 5 + 2
+        steady = r.get("steady_state_lists") or {}
+        comp = r["component_cpu_seconds"]
+        writes = sum(r["api_writes"].values()) + r["operator_events"]
+        largest = r.get("largest_object_bytes")
+        op_cpu = r.get("operator_cpu_seconds")
+        lines.append(
+            f"| {label(r)} | {r.get('operator_commit') or r.get('operator_root') or '-'} | "
+            f"{'yes' if r['finished'] else 'NO'} ({done:,}) | "
+            f"{_fmt(r['decision_latency_p50'], ' s')} / {_fmt(r['decision_latency_p99'], ' s')}"
+            f" (< {goal:g} s) | {_fmt(r.get('pod_gone_after_decision_p99'), ' s')} (< {grace} s) | "
+            f"{_fmt(steady.get('lists_per_experiment_tick'), '', 2)} | "
+            f"{_fmt(comp.get('kube-apiserver', 0.0) / done, ' s', 3)} | "
+            f"{_fmt(None if op_cpu is None else 1000 * op_cpu / done, ' ms')} | "
+            f"{r['operator_peak_rss_mib']} MiB | "
+            f"{'-' if largest is None else f'{largest:,} B'} | {writes / done:.2f} | "
+            f"{r.get('loadavg_mean', '-')} / {r.get('loadavg_max', '-')} |")
+    return "\n".join(lines) + "\n"
+
+
 def tables(runs: list[dict[str, Any]]) -> str:
-    lines: list[str] = []
+    lines: list[str] = [issue18_table(runs)]
     w = lines.append
     w("| scenario | finished | wall | trials started/s (mean, peak 10 s) | decision latency p50 / p90 / p99 (goal) | pod gone p50 / p99 | API writes per trial (w/o Events) | PromQL queries per experiment tick | reconcile tick mean | operator CPU (per trial) | operator peak RSS | machine busy | peak trial processes |")
     w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -226,6 +226,7 @@ def run_scenario(cluster: LocalCluster, api: client.ApiClient, s: Scenario,
     result["largest_object_bytes"] = max((v.get("largest_bytes", 0) for v in objects.values()),
                                          default=0)
     result["operator_root"] = settings.operator_root
+    result["operator_commit"] = _commit(settings.operator_root or str(Path(__file__).parents[2]))
     result["farm_annotation"] = FARM_ANNOTATION if s.farm else None
     if profile_file.exists():
         result["operator_profile"] = profile_summary(profile_file.read_text())
@@ -233,6 +234,18 @@ def run_scenario(cluster: LocalCluster, api: client.ApiClient, s: Scenario,
     with contextlib.suppress(Exception):
         core.delete_namespace(namespace)
     return result
+
+
+def _commit(root: str) -> str:
+    """The commit the operator ran from (short hash, '+changes' when its tree differed)."""
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "operator"],
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def install_crds_from(api: client.ApiClient, directory: Path) -> None:
