@@ -74,7 +74,7 @@ ENV_KEEP_CHECKPOINT_STEPS = "KUBETUNE_KEEP_CHECKPOINT_STEPS"
 ENV_CHECKPOINT_ROOT = "KUBETUNE_CHECKPOINT_ROOT"
 #: Where the termination message goes (default /dev/termination-log; the dev runner sets it).
 ENV_TERMINATION_LOG = "KUBETUNE_TERMINATION_LOG"
-#: Longest wait in finish() for a scrape after the last report, seconds.
+#: Longest wait in finish() for a scrape after the last report, seconds (default 0: none).
 ENV_LINGER_SECONDS = "KUBETUNE_LINGER_SECONDS"
 #: Seconds between SIGTERM and the SDK's forced exit.
 ENV_STOP_GRACE_SECONDS = "KUBETUNE_STOP_GRACE_SECONDS"

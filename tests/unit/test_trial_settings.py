@@ -40,7 +40,7 @@ def test_settings_defaults_when_env_is_empty() -> None:
     assert settings.milestones == ()
     assert settings.metric is None
     assert settings.termination_log == Path("/dev/termination-log")
-    assert settings.linger_seconds == 30.0
+    assert settings.linger_seconds == 0.0  # the termination message has the final report
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,8 @@ and deletes the pods that ASHA prunes. Environment, set on the trial pod
     KUBETUNE_KEEP_CHECKPOINT_STEPS comma-separated steps whose checkpoints save_checkpoint
                                never prunes (other trials may clone them)
     KUBETUNE_TERMINATION_LOG   default /dev/termination-log
-    KUBETUNE_LINGER_SECONDS    default 30: how long finish() waits for a final scrape
+    KUBETUNE_LINGER_SECONDS    default 0: how long finish() keeps serving /metrics for a
+                               final scrape (the termination message has the result)
     KUBETUNE_STOP_GRACE_SECONDS default 5: after SIGTERM, the process is ended this
                                much later if it has not exited by itself
 
@@ -46,8 +47,12 @@ the handler is installed by the first call to this module's functions.
 
 At the end, `finish()` (called for you at normal interpreter exit, or by
 `with Session(...)`) writes the final termination message with `"finished": true`
-and keeps serving /metrics until Prometheus has scraped it once after the last
-change, or the linger time passes. A crash or a stop writes `"finished": false`
+and returns, so the pod ends (and frees its GPU) as soon as training does: the
+operator records the final step and metrics from that message on the TuneTrial,
+and the client's curves (`kubetune plot`, `export`, `ResultGrid`) take their last
+point from there when Prometheus never scraped it. With `KUBETUNE_LINGER_SECONDS`
+set, it keeps serving /metrics until Prometheus has scraped it once after the last
+change, or that many seconds pass. A crash or a stop writes `"finished": false`
 and does not linger.
 
 Imported inside the trial pod, where `pip install kubetune` brings only
@@ -142,5 +147,6 @@ def save_checkpoint(step: int, *, keep: int = 2) -> contextlib.AbstractContextMa
 
 
 def finish() -> None:
-    """Finish now (otherwise done at interpreter exit): final message, linger for a scrape."""
+    """Finish now (otherwise done at interpreter exit): the final termination message (and a
+    linger for a last scrape when KUBETUNE_LINGER_SECONDS is set)."""
     get_session().finish()

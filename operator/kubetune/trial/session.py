@@ -119,7 +119,8 @@ class Session:
         return self._endpoint.port if self._endpoint is not None else None
 
     def finish(self) -> None:
-        """Mark the trial finished, write the termination message, linger for a final scrape."""
+        """Mark the trial finished and write the termination message; then, when
+        `linger_seconds` is set (default 0), serve /metrics until a scrape after the change."""
         if self._closed:
             return
         if self._stop.is_set():  # the pod is being deleted: the run did not complete

@@ -47,7 +47,9 @@ class TrialSettings:
     keep_checkpoint_steps: tuple[int, ...] = ()
     """Steps whose checkpoints are never pruned: other trials may clone them."""
     termination_log: Path = Path("/dev/termination-log")
-    linger_seconds: float = 30.0
+    linger_seconds: float = 0.0
+    """How long finish() keeps serving /metrics for a final scrape: 0 by default, since the
+    final report is in the termination message, which the operator records on the TuneTrial."""
     stop_grace_seconds: float = 5.0
 
     def __post_init__(self) -> None:
@@ -76,7 +78,7 @@ class TrialSettings:
             keep_checkpoint_steps=_parse_steps(
                 ENV_KEEP_CHECKPOINT_STEPS, env.get(ENV_KEEP_CHECKPOINT_STEPS, "")),
             termination_log=Path(env.get(ENV_TERMINATION_LOG) or "/dev/termination-log"),
-            linger_seconds=_parse_number(env, ENV_LINGER_SECONDS, 30.0),
+            linger_seconds=_parse_number(env, ENV_LINGER_SECONDS, 0.0),
             stop_grace_seconds=_parse_number(env, ENV_STOP_GRACE_SECONDS, 5.0),
         )
 
