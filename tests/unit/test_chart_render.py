@@ -27,13 +27,15 @@ NAMESPACED_RULES: dict[tuple[str, str], tuple[set[str], str]] = {
     ("kubetune.io", "tuneexperiments/status"): (
         {"patch"}, "Gateway.patch_experiment_status"),
     ("kubetune.io", "tunetrials"): (
-        {"get", "list", "create"}, "Gateway.list_trials, create_trial, get_trial (after a 409)"),
+        {"get", "list", "watch", "create"},
+        "Gateway.list_trials, create_trial, get_trial (after a 409); the watch-fed view"),
     ("kubetune.io", "tunetrials/status"): ({"patch"}, "Gateway.patch_trial_status"),
     ("kubetune.io", "tuneexperiments/finalizers"): (
         {"update"}, "blockOwnerDeletion on trials (OwnerReferencesPermissionEnforcement)"),
     ("kubetune.io", "tunetrials/finalizers"): (
         {"update"}, "blockOwnerDeletion on pods (OwnerReferencesPermissionEnforcement)"),
-    ("", "pods"): ({"list", "create", "delete"}, "Gateway.list_pods, create_pod, delete_pod"),
+    ("", "pods"): ({"list", "watch", "create", "delete"},
+                   "Gateway.list_pods, create_pod, delete_pod; the watch-fed view"),
     ("", "events"): ({"create"}, "kopf.event posts core v1 Events"),
     ("batch", "jobs"): ({"list", "create", "delete"},
                         "Gateway.list_jobs, create_job, delete_job (multi-worker trials)"),

@@ -66,10 +66,11 @@ Never Secrets: trial pods that use Secrets get them from the kubelet, not from t
 - apiGroups: ["kubetune.io"]
   resources: ["tuneexperiments/status"]
   verbs: ["patch"]
-# Gateway.list_trials / create_trial / get_trial (the get after a 409 on create).
+# Gateway.list_trials / create_trial / get_trial (the get after a 409 on create);
+# the operator's watch-fed view of them (a kopf index: list once, then watch).
 - apiGroups: ["kubetune.io"]
   resources: ["tunetrials"]
-  verbs: ["get", "list", "create"]
+  verbs: ["get", "list", "watch", "create"]
 # Gateway.patch_trial_status: state, step, metrics, rungs.
 - apiGroups: ["kubetune.io"]
   resources: ["tunetrials/status"]
@@ -81,10 +82,10 @@ Never Secrets: trial pods that use Secrets get them from the kubelet, not from t
 - apiGroups: ["kubetune.io"]
   resources: ["tuneexperiments/finalizers", "tunetrials/finalizers"]
   verbs: ["update"]
-# Gateway.list_pods / create_pod / delete_pod (pruned trials).
+# Gateway.list_pods / create_pod / delete_pod (pruned trials); the watch-fed view.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "create", "delete"]
+  verbs: ["list", "watch", "create", "delete"]
 # kopf.event posts core v1 Events (create only, never patches them).
 - apiGroups: [""]
   resources: ["events"]

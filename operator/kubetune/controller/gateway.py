@@ -75,6 +75,15 @@ class ApiCallError(Exception):
         return cls(verb, resource, name, int(e.status or 0), reason, message)
 
 
+def _answer(data: Any) -> dict[str, Any]:
+    """The object the apiserver answered a write with ({} when it is not one)."""
+    try:
+        answer = json.loads(data or b"{}")
+    except (TypeError, ValueError):
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
 @contextmanager
 def _call(verb: str, resource: str, name: str) -> Iterator[None]:
     try:
@@ -90,6 +99,9 @@ class Gateway:
     api: client.ApiClient
     count_write: Callable[[str, str], None] = lambda verb, resource: None
     """Called with (verb, resource) before each write, for the operator's own metrics."""
+    written: Callable[[str, dict[str, Any], bool], None] = lambda kind, answer, created: None
+    """Called with ("trials" or "pods", the apiserver's answer, whether it was a create)
+    after each write of a TuneTrial or a Pod: the watch-fed view's read-your-writes."""
     timeout: float = 30.0
     """Seconds one call may take before it fails (a transient error, retried)."""
     core: client.CoreV1Api = field(init=False)
@@ -139,8 +151,12 @@ class Gateway:
         except ApiCallError as e:
             if e.status != 409:
                 raise
-            return self.get_trial(meta["namespace"], meta["name"])
-        return cast(dict[str, Any], json.loads(cast(Any, resp).data))
+            existing = self.get_trial(meta["namespace"], meta["name"])
+            self.written("trials", existing, True)
+            return existing
+        created = cast(dict[str, Any], json.loads(cast(Any, resp).data))
+        self.written("trials", created, True)
+        return created
 
     def create_pod(self, body: Mapping[str, Any]) -> None:
         """Create a Pod; one that already exists under its name is left as it is."""
@@ -148,7 +164,7 @@ class Gateway:
         self.count_write("create", "pods")
         try:
             with _call("create", "pods", meta["name"]):
-                self._post_pod(body, [])
+                self.written("pods", _answer(self._post_pod(body, [])), True)
         except ApiCallError as e:
             if e.status != 409:
                 raise
@@ -162,7 +178,7 @@ class Gateway:
         with _call("dry-run create", "pods", body["metadata"]["name"]):
             self._post_pod(body, [("dryRun", "All"), ("fieldValidation", "Strict")])
 
-    def _post_pod(self, body: Mapping[str, Any], query: list[tuple[str, str]]) -> None:
+    def _post_pod(self, body: Mapping[str, Any], query: list[tuple[str, str]]) -> Any:
         # Not CoreV1Api.create_namespaced_pod: client 37 first validates the body as a V1Pod
         # and raises on a field it does not know, before the apiserver could name it.
         request = self.api.param_serialize(
@@ -171,9 +187,10 @@ class Gateway:
             header_params={"Accept": "application/json", "Content-Type": "application/json"},
             body=dict(body), auth_settings=["BearerToken"])
         response = self.api.call_api(*request, _request_timeout=self.timeout)
-        response.read()
+        data = response.read()
         if not 200 <= response.status <= 299:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return data
 
     def patch_trial_status(self, namespace: str, name: str, status: TuneTrialStatus) -> bool:
         """Merge-patch a TuneTrial's status with the fields set on `status`.
@@ -183,10 +200,11 @@ class Gateway:
         self.count_write("patch", "tunetrials/status")
         try:
             with _call("patch", "tunetrials/status", name):
-                self.custom.patch_namespaced_custom_object_status(
+                resp = self.custom.patch_namespaced_custom_object_status(
                     GROUP, VERSION, namespace, TRIAL_PLURAL, name,
                     {"status": status.merge_patch()}, _preload_content=False,
                     _request_timeout=self.timeout)
+            self.written("trials", _answer(cast(Any, resp).data), False)
         except ApiCallError as e:
             if e.status != 404:
                 raise
@@ -208,9 +226,10 @@ class Gateway:
         self.count_write("delete", "pods")
         try:
             with _call("delete", "pods", name):
-                self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds,
-                                                _preload_content=False,
-                                                _request_timeout=self.timeout)
+                resp = self.core.delete_namespaced_pod(
+                    name, namespace, grace_period_seconds=grace_seconds,
+                    _preload_content=False, _request_timeout=self.timeout)
+            self.written("pods", _answer(cast(Any, resp).data), False)
         except ApiCallError as e:
             if e.status != 404:
                 raise

@@ -9,6 +9,9 @@ is still held, and Events name the replica that posted them (reportingInstance).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
 import time
 from typing import Any
@@ -18,7 +21,8 @@ from kubernetes import client, config
 from prometheus_client import start_http_server
 
 from kubetune import contract
-from kubetune.api import EXPERIMENT_PLURAL, GROUP, VERSION
+from kubetune.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION
+from kubetune.controller import view
 from kubetune.controller.failures import ErrorHistory
 from kubetune.controller.gateway import Gateway
 from kubetune.controller.leader import Leadership
@@ -52,6 +56,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
                   **_: Any) -> None:
         _configure_kopf(settings, ours)
         memo.kubetune = _context(ours, memo.get("leadership"))
+        memo.executor = settings.execution.executor  # where the ticks run (kopf's workers)
         start_http_server(ours.metrics_port, registry=memo.kubetune.metrics.registry)
         logger.info("kubetune operator: Prometheus at %s, tick %.1fs", ours.prometheus_url,
                     ours.tick_seconds)
@@ -60,19 +65,36 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     def prometheus_configured(memo: kopf.Memo, **_: Any) -> str:
         return str(memo.kubetune.settings.prometheus_url)
 
+    # The watch-fed view (view.py): kopf lists each kind once at start, then follows its
+    # watch, and starts the timers below only once both indices are filled.
+    @kopf.index(GROUP, VERSION, TRIAL_PLURAL, registry=registry, id=view.TRIALS,
+                labels={contract.EXPERIMENT_LABEL: kopf.PRESENT})
+    def kubetune_trials(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
+        return view.entry(body)
+
+    @kopf.index("v1", "pods", registry=registry, id=view.PODS,
+                labels={contract.EXPERIMENT_LABEL: kopf.PRESENT})
+    def kubetune_pods(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
+        return view.entry(body)
+
     @kopf.timer(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry, id="reconcile",
                 interval=ours.tick_seconds, initial_delay=0, backoff=ours.retry_seconds)
-    def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
+                        **kwargs: Any) -> None:
         # kopf gives each object its own shallow copy of the memo: the history is this one's.
         ctx: OperatorContext = memo.kubetune
         if "errors" not in memo:
             memo.errors = ErrorHistory()
-        started = time.monotonic()
-        try:
-            reconcile_once(ctx, body, memo.errors, logger)
-        finally:
-            ctx.metrics.reconcile.observe(time.monotonic() - started)
-            ctx.metrics.ticks.inc()
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        # Copied here, on the event loop that applies the watch events; the tick runs in a
+        # worker thread, with the context kopf.event needs.
+        trials = view.snapshot(kwargs.get(view.TRIALS), key)
+        pods = view.snapshot(kwargs.get(view.PODS), key)
+        observed = view.observe(ctx.writes, key, trials, pods)
+        run = functools.partial(_timed_tick, ctx, body, memo.errors, logger, observed)
+        await asyncio.get_running_loop().run_in_executor(
+            memo.executor, contextvars.copy_context().run, run)
 
     @kopf.on.delete(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry, id="forget",
                     optional=True)
@@ -82,6 +104,16 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             memo.kubetune.metrics.set_experiment(body["metadata"]["uid"], None, None)
         except Exception as e:
             logger.warning("forgetting the experiment's metrics failed: %s", e)
+
+
+def _timed_tick(ctx: OperatorContext, body: kopf.Body, history: ErrorHistory,
+                logger: kopf.Logger, observed: view.Observed) -> None:
+    started = time.monotonic()
+    try:
+        reconcile_once(ctx, body, history, logger, observed)
+    finally:
+        ctx.metrics.reconcile.observe(time.monotonic() - started)
+        ctx.metrics.ticks.inc()
 
 
 def _configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | None = None) -> None:
@@ -110,6 +142,7 @@ def _configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | No
 
 def _context(settings: OperatorSettings, leadership: Leadership | None = None) -> OperatorContext:
     metrics = OperatorMetrics()
+    writes = view.Writes()
 
     def count_write(verb: str, resource: str) -> None:
         if leadership is not None:
@@ -117,9 +150,11 @@ def _context(settings: OperatorSettings, leadership: Leadership | None = None) -
         metrics.count_write(verb, resource)
 
     return OperatorContext(
-        settings=settings, gateway=Gateway(api_client(settings), count_write=count_write),
+        settings=settings, gateway=Gateway(
+            api_client(settings), count_write=count_write,
+            written=lambda kind, answer, created: writes.record(kind, answer, created=created)),
         prometheus=PrometheusSource(settings.prometheus_url, observe=metrics.observe_query),
-        metrics=metrics,
+        metrics=metrics, writes=writes,
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +55,7 @@ from kubetune.controller.prometheus import (
     experiment_url_refusal,
 )
 from kubetune.controller.settings import OperatorSettings
+from kubetune.controller.view import Observed, Writes
 from kubetune.search import BasicVariantSampler
 
 COUNTED_STATES = ("pending", "running", "succeeded", "pruned", "failed")
@@ -68,6 +69,8 @@ class OperatorContext:
     gateway: Gateway
     prometheus: PrometheusSource
     metrics: OperatorMetrics
+    writes: Writes = field(default_factory=Writes)
+    """The operator's writes the watch-fed view has not confirmed yet (view.py)."""
 
 
 def now() -> str:
@@ -76,8 +79,10 @@ def now() -> str:
 
 
 def reconcile_once(ctx: OperatorContext, body: kopf.Body, history: ErrorHistory,
-                   logger: kopf.Logger) -> None:
+                   logger: kopf.Logger, observed: Observed | None = None) -> None:
     """One tick of one experiment, every error of which lands on that experiment.
+
+    `observed` is the watch-fed view of its trials and pods; without it they are listed.
 
     Raises kopf.TemporaryError (with the backoff's delay) after a transient error only.
     """
@@ -85,7 +90,7 @@ def reconcile_once(ctx: OperatorContext, body: kopf.Body, history: ErrorHistory,
     if history.failed_generation == generation:
         return  # failed for good, though its Failed status could not be written
     try:
-        tick(ctx, body, logger)
+        tick(ctx, body, logger, observed)
     except Exception as e:  # the one failure path: every error is classified
         failure = classify(e)
         ctx.metrics.reconcile_errors.labels(failure.reason).inc()
@@ -159,7 +164,8 @@ def _report_transient(ctx: OperatorContext, body: kopf.Body, failure: Failure, d
         logger.warning("could not write the ReconcileError condition: %s", e)
 
 
-def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
+def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
+         observed: Observed | None = None) -> None:
     """Reconcile one experiment once; an experiment that ended stays as it is."""
     meta, status = body["metadata"], dict(body.get("status") or {})
     name, namespace, generation = meta["name"], meta["namespace"], int(meta.get("generation", 1))
@@ -171,8 +177,9 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
     _check_template(spec)
     _check_prometheus_url(ctx.settings, spec)
     distributed.check(spec)
-    trials = gw.list_trials(namespace, name)
-    pods = gw.list_pods(namespace, name)
+    if observed is None:
+        observed = Observed(gw.list_trials(namespace, name), gw.list_pods(namespace, name))
+    trials, pods = observed.trials, observed.pods
     groups = None  # a multi-worker attempt (a Job and its pods) is one view
     if distributed.multi(spec):
         groups, pods = distributed.read(gw, namespace, name, pods)

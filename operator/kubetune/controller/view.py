@@ -1,0 +1,131 @@
+"""The operator's in-memory view of TuneTrials and trial Pods, fed by watches.
+
+Two kopf indices (registered in handlers.py) keep every TuneTrial and every Pod that
+carries kubetune's experiment label, keyed by (namespace, experiment). kopf fills them
+from one LIST per kind when it starts, then from the watch streams, and relists after a
+watch that cannot resume; it runs no other handler before every index is filled, so the
+first tick after a (re)start sees everything that was persisted. A tick reads this view
+instead of listing: in the steady state the operator sends no LIST to the apiserver.
+
+The view lags the operator's own writes by one watch event. `Writes` keeps what the
+apiserver answered to each of them (read-your-writes by resourceVersion) until the
+watch delivers that version or a later one, so the tick after a create or a prune sees
+the object as written. Nothing decided depends on this record: it is an optimisation
+the deterministic names and AlreadyExists adoption make safe to lose (a restart loses it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubetune.contract import EXPERIMENT_LABEL
+
+TRIALS = "kubetune_trials"
+"""The id of the TuneTrial index, and the handler argument kopf passes it as."""
+PODS = "kubetune_pods"
+"""The id of the trial Pod index, and the handler argument kopf passes it as."""
+
+PENDING_SECONDS = 60.0
+"""How long a write the watch has not confirmed is kept (an object deleted by someone
+else right after the operator wrote it is never confirmed)."""
+
+Key = tuple[str, str]
+
+
+def entry(body: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
+    """The index entry of one watched object: its body, under (namespace, experiment)."""
+    meta = body["metadata"]
+    experiment = (meta.get("labels") or {}).get(EXPERIMENT_LABEL)
+    if not experiment:
+        return {}
+    return {(meta.get("namespace", ""), experiment): dict(body)}
+
+
+def snapshot(index: Mapping[Key, Iterable[Any]] | None, key: Key) -> list[dict[str, Any]]:
+    """The bodies in `index` under `key`, copied (call it on kopf's event loop, where the
+    index changes, so no watch event lands halfway through)."""
+    if index is None:
+        return []
+    store = index.get(key)
+    return [] if store is None else list(store)
+
+
+@dataclass
+class Observed:
+    """What one tick reads: the experiment's TuneTrials and Pods."""
+
+    trials: list[dict[str, Any]]
+    pods: list[dict[str, Any]]
+
+
+def _version(body: Mapping[str, Any]) -> int | None:
+    try:
+        return int(body["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass
+class _Pending:
+    body: dict[str, Any]
+    version: int
+    created: bool
+    at: float
+
+
+class Writes:
+    """The objects the operator wrote that the watch may not have delivered yet."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 keep_seconds: float = PENDING_SECONDS) -> None:
+        self._clock = clock
+        self._keep = keep_seconds
+        self._lock = threading.Lock()  # ticks of different experiments run in threads
+        self._pending: dict[tuple[str, str, str], _Pending] = {}
+
+    def record(self, kind: str, answer: Mapping[str, Any], *, created: bool) -> None:
+        """Remember the apiserver's answer to a write of a `kind` object ("trials", "pods")."""
+        version = _version(answer)
+        meta = answer.get("metadata") or {}
+        if version is None or answer.get("kind") == "Status" or not meta.get("name"):
+            return
+        key = (kind, meta.get("namespace", ""), meta["name"])
+        with self._lock:
+            prev = self._pending.get(key)
+            self._pending[key] = _Pending(dict(answer), version, created or bool(
+                prev and prev.created), self._clock())
+
+    def merge(self, kind: str, key: Key, seen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`seen` (the view's bodies of `kind` under `key`) with the writes not confirmed yet."""
+        namespace, experiment = key
+        by_name = {b["metadata"]["name"]: b for b in seen}
+        now = self._clock()
+        with self._lock:
+            for (k, ns, name), pending in list(self._pending.items()):
+                labels = pending.body["metadata"].get("labels") or {}
+                if k != kind or ns != namespace or labels.get(EXPERIMENT_LABEL) != experiment:
+                    continue
+                current = by_name.get(name)
+                version = _version(current) if current is not None else None
+                confirmed = current is not None and (version is None or version >= pending.version)
+                gone = current is None and not pending.created  # deleted since it was written
+                if confirmed or gone or now - pending.at > self._keep:
+                    del self._pending[(k, ns, name)]
+                    continue
+                by_name[name] = pending.body
+        return list(by_name.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+
+def observe(writes: Writes, key: Key, trials: list[dict[str, Any]],
+            pods: list[dict[str, Any]]) -> Observed:
+    """A tick's reads: the view's snapshot under `key` with the operator's own writes."""
+    return Observed(trials=writes.merge("trials", key, trials),
+                    pods=writes.merge("pods", key, pods))
