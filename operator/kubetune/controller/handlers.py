@@ -14,6 +14,7 @@ import contextvars
 import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -23,6 +24,7 @@ from prometheus_client import start_http_server
 from kubetune import contract
 from kubetune.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION
 from kubetune.controller import view
+from kubetune.controller.concurrent import WRITERS
 from kubetune.controller.failures import ErrorHistory
 from kubetune.controller.gateway import Gateway
 from kubetune.controller.leader import Leadership
@@ -33,7 +35,7 @@ from kubetune.controller.settings import OperatorSettings
 
 WORKERS = 32
 """kopf's worker threads, where the ticks of sync handlers run."""
-CONNECTIONS = WORKERS + 16
+CONNECTIONS = WORKERS + WRITERS
 """Pooled connections to the apiserver: one per worker plus the writes a tick sends at once.
 The client's default (5 per CPU) is smaller than the workers, so connections beyond it
 were dropped after each request and handshaken again."""
@@ -155,6 +157,7 @@ def _context(settings: OperatorSettings, leadership: Leadership | None = None) -
             written=lambda kind, answer, created: writes.record(kind, answer, created=created)),
         prometheus=PrometheusSource(settings.prometheus_url, observe=metrics.observe_query),
         metrics=metrics, writes=writes,
+        writers=ThreadPoolExecutor(WRITERS, thread_name_prefix="kubetune-write"),
     )
 
 

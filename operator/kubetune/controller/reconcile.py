@@ -15,9 +15,11 @@ Event, at most once a minute while it stays the same.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +37,8 @@ from kubetune.api import (
     validate_experiment_spec,
 )
 from kubetune.contract import EXPERIMENT_TERMINAL_PHASES as TERMINAL_PHASES
-from kubetune.controller import distributed, manifests
+from kubetune.controller import distributed, manifests, writes
+from kubetune.controller.concurrent import run_chains
 from kubetune.controller.failures import (
     ErrorHistory,
     Failure,
@@ -43,7 +46,7 @@ from kubetune.controller.failures import (
     failed_status,
     retrying_status,
 )
-from kubetune.controller.gateway import ApiCallError, Gateway
+from kubetune.controller.gateway import Gateway
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.planner import ExperimentView, Plan, PodView, TrialView, plan_tick
 from kubetune.controller.planner.admission import Capacity, plan_admission
@@ -71,6 +74,8 @@ class OperatorContext:
     metrics: OperatorMetrics
     writes: Writes = field(default_factory=Writes)
     """The operator's writes the watch-fed view has not confirmed yet (view.py)."""
+    writers: Executor | None = None
+    """Where a tick's writes run, one chain per trial (concurrent.py); None: in turn."""
 
 
 def now() -> str:
@@ -210,7 +215,7 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
                        distributed.capacity(gw) if plan.new_pods else Capacity(), now(),
                        status.get("conditions") or [], generation, name)
         plan_worker_status(plan, trial_views, groups)
-    _apply(ctx, body, spec, plan, trials, logger, groups)
+    _apply(ctx, body, spec, plan, trials, logger, groups, {p.name: p.trial for p in pod_views})
 
 
 def awaiting_results(trials: list[TrialView], pods: list[PodView]) -> list[str] | None:
@@ -259,41 +264,38 @@ def _fail_invalid(ctx: OperatorContext, body: kopf.Body, error: SpecError,
 
 
 def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan: Plan,
-           trials: list[dict[str, Any]], logger: kopf.Logger, groups: Groups | None = None) -> None:
+           trials: list[dict[str, Any]], logger: kopf.Logger, groups: Groups | None = None,
+           pod_trials: Mapping[str, str] | None = None) -> None:
     gw = ctx.gateway
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     by_name = {t["metadata"]["name"]: t for t in trials}
+    pod_trials = pod_trials or {}
+    # Writes go out concurrently, one chain per trial, in the order each trial needs
+    # (concurrent.py); every decision and deletion before any creation.
     # 1. Decisions first: a pruned trial is recorded before its pod goes.
+    decided: dict[str, list[Callable[[], object]]] = {}
     for trial, trial_status in plan.trial_status.items():
-        gw.patch_trial_status(namespace, trial, trial_status)  # a trial gone since is skipped
+        # a trial gone since is skipped
+        decided.setdefault(trial, []).append(
+            functools.partial(gw.patch_trial_status, namespace, trial, trial_status))
     for pod, grace in plan.delete_pods:
-        if not distributed.delete(gw, groups, namespace, pod, grace, plan):
-            gw.delete_pod(namespace, pod, grace)
+        decided.setdefault(pod_trials.get(pod, pod), []).append(
+            functools.partial(writes.delete, gw, groups, namespace, pod, grace, plan))
+    run_chains(ctx.writers, list(decided.values()))
     # 2. New trials, then pods owned by them; the very first pod is tried on the apiserver
     # before any trial exists, so a template it refuses fails the experiment at once.
     if plan.new_trials and not trials:
-        _dry_run_first_pod(gw, body, spec, plan)
+        writes.dry_run_first_pod(gw, body, spec, plan)
+    created: dict[str, list[Callable[[], object]]] = {}
     for new in plan.new_trials:
-        created = gw.create_trial(manifests.build_trial(body, new.index, new.params,
-                                                        new.sampler_state))
-        by_name[created["metadata"]["name"]] = created
+        trial_body = manifests.build_trial(body, new.index, new.params, new.sampler_state)
+        created.setdefault(trial_body["metadata"]["name"], []).append(
+            functools.partial(writes.create_trial, gw, by_name, trial_body))
     for new_pod in plan.new_pods:
-        trial_body = by_name.get(new_pod.trial) or gw.get_trial(namespace, new_pod.trial)
-        pod_body = _trial_pod(spec, trial_body, new_pod.attempt, new_pod.params, new_pod.milestones,
-                              start_checkpoint=new_pod.start_checkpoint,
-                              checkpoint_segment=new_pod.checkpoint_segment)
-        if groups is not None and distributed.create_attempt(gw, spec, trial_body, pod_body,
-                                                             new_pod.params):
-            continue
-        try:
-            gw.create_pod(pod_body)
-        except ApiCallError as e:
-            if e.status not in (400, 422):
-                raise
-            # The template itself is wrong: say so on the resource instead of retrying forever.
-            raise SpecError("spec.trialTemplate", "the apiserver rejected trial pod "
-                            f"{pod_body['metadata']['name']}: {e.message}") from e
+        created.setdefault(new_pod.trial, []).append(
+            functools.partial(writes.create_pod, gw, spec, by_name, namespace, new_pod, groups))
+    run_chains(ctx.writers, list(created.values()))
     # 3. Events and the experiment's status.
     for ev in plan.events:
         if ev.kind == "TuneExperiment":
@@ -310,40 +312,6 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
     ctx.metrics.set_experiment(meta["uid"], patch.get("phase"), counts)
     if plan.new_trials or plan.delete_pods:
         logger.info("created %d trials, deleted %d pods", len(plan.new_trials), len(plan.delete_pods))
-
-
-def _trial_pod(spec: TuneExperimentSpec, trial: Mapping[str, Any], attempt: int,
-               params: Mapping[str, Any], milestones: Sequence[int], *,
-               start_checkpoint: str = "", checkpoint_segment: int = 0) -> dict[str, Any]:
-    """The pod of one attempt of `trial`, from the experiment's template."""
-    return manifests.build_pod(
-        template=spec.trial_template.pod_template(), trial=trial, attempt=attempt, params=params,
-        objective_metric=spec.objective.metric, milestones=milestones,
-        metrics_port=spec.metrics_port,
-        storage_claim=spec.storage.claim_name if spec.storage else None,
-        start_checkpoint=start_checkpoint, checkpoint_segment=checkpoint_segment,
-        keep_checkpoint_steps=milestones if spec.scheduler.type == "pbt" else ())
-
-
-def _dry_run_first_pod(gw: Gateway, body: kopf.Body, spec: TuneExperimentSpec, plan: Plan) -> None:
-    """Have the apiserver judge the first trial's pod (dry run, strict fields).
-
-    The CRD keeps the template's PodSpec as written, so a typo (`resorces`) or a pod the
-    namespace's admission refuses would otherwise surface only as trials that never run.
-    """
-    first = plan.new_trials[0]
-    pod = next((p for p in plan.new_pods if p.index == first.index), None)
-    trial = manifests.build_trial(body, first.index, first.params)
-    trial["metadata"]["uid"] = body["metadata"]["uid"]  # a stand-in: the owner is dropped below
-    pod_body = _trial_pod(spec, trial, 1, first.params, pod.milestones if pod else [])
-    pod_body["metadata"].pop("ownerReferences", None)  # its TuneTrial does not exist yet
-    try:
-        gw.dry_run_pod(pod_body)
-    except ApiCallError as e:
-        if e.status not in (400, 422):
-            raise
-        raise SpecError("spec.trialTemplate", "the apiserver refuses the trial pod built "
-                        f"from it (dry run of {pod_body['metadata']['name']}): {e.message}") from e
 
 
 def _trial_ref(namespace: str, name: str, uid: str | None) -> dict[str, Any]:
