@@ -104,6 +104,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         # Never raises: a deletion must go through whatever state the experiment is in.
         try:
             memo.kubetune.metrics.set_experiment(body["metadata"]["uid"], None, None)
+            memo.kubetune.pace.forget(body["metadata"]["uid"])
         except Exception as e:
             logger.warning("forgetting the experiment's metrics failed: %s", e)
 

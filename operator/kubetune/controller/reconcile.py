@@ -48,6 +48,7 @@ from kubetune.controller.failures import (
 )
 from kubetune.controller.gateway import Gateway
 from kubetune.controller.metrics import OperatorMetrics
+from kubetune.controller.pace import StatusPace
 from kubetune.controller.planner import ExperimentView, Plan, PodView, TrialView, plan_tick
 from kubetune.controller.planner.admission import Capacity, plan_admission
 from kubetune.controller.planner.groups import Groups, plan_worker_status
@@ -76,6 +77,8 @@ class OperatorContext:
     """The operator's writes the watch-fed view has not confirmed yet (view.py)."""
     writers: Executor | None = None
     """Where a tick's writes run, one chain per trial (concurrent.py); None: in turn."""
+    pace: StatusPace = field(default_factory=StatusPace)
+    """When a status write that changes only the trial counts is due (pace.py)."""
 
 
 def now() -> str:
@@ -306,7 +309,8 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
         kopf.event(target, type=ev.type, reason=ev.reason, message=ev.message)
     status = plan.experiment_status or TuneExperimentStatus()
     patch = status.merge_patch()
-    if changes(body.get("status") or {}, patch):
+    stored = body.get("status") or {}
+    if changes(stored, patch) and ctx.pace.due(meta["uid"], counts_only(stored, patch)):
         gw.patch_experiment_status(namespace, name, status)
     counts = Counter({k: v for k, v in (patch.get("trials") or {}).items() if k in COUNTED_STATES})
     ctx.metrics.set_experiment(meta["uid"], patch.get("phase"), counts)
@@ -326,6 +330,11 @@ def without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [without_nulls(v) for v in value]
     return value
+
+
+def counts_only(stored: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+    """True when the status patch `patch` changes nothing in `stored` but the trial counts."""
+    return not changes(stored, {k: v for k, v in patch.items() if k != "trials"})
 
 
 def changes(stored: Any, patch: Any) -> bool:
