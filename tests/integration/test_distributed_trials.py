@@ -215,8 +215,11 @@ def test_sampled_worker_counts_run_that_many_pods_as_one_group_and_pruning_remov
         # every worker pod of a pruned trial goes, with its Job
         wait_for(lambda n=name: not live_pods(api_client, namespace, n), timeout=60,
                  what=f"{name}'s worker pods to go")
-        assert not [j for j in client.BatchV1Api(api_client).list_namespaced_job(namespace).items
-                    if j.metadata.labels.get(contract.TRIAL_LABEL) == name]
+        # (foreground deletion: the Job goes just after its last pod)
+        wait_for(lambda n=name: not [
+            j for j in client.BatchV1Api(api_client).list_namespaced_job(namespace).items
+            if j.metadata.labels.get(contract.TRIAL_LABEL) == n], timeout=60,
+            what=f"{name}'s Job to go")
     best = max((n for n, t in all_trials.items() if t["status"]["state"] == "Succeeded"),
                key=lambda n: all_trials[n]["status"]["metrics"]["accuracy"])
     assert exp["status"]["bestTrial"]["name"] == best
