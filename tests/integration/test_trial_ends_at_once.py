@@ -18,6 +18,7 @@ from kubetune.client.experiments import ExperimentClient
 from kubetune.client.export import ray_results, trial_records
 from kubetune.client.plot import trial_curves
 from kubetune.devcluster import LocalCluster
+from kubetune.devcluster.processes import free_port
 from tests.integration.test_operator import create, trials, wait_phase
 from tests.support.operator import CHECKPOINT_ROOT, OperatorProcess
 
@@ -82,25 +83,30 @@ def test_a_default_trial_ends_its_pod_at_once_and_its_final_point_reaches_the_cu
     records = trials(api_client, namespace)
     assert len(records) == 2 and all(t["status"]["state"] == "Succeeded" for t in records.values())
 
-    # The pod ended as soon as the program returned: well under the 15 s scrape interval of
-    # a real cluster, and under this dev cluster's 1 s one (a linger waits for one scrape).
+    # The pod ended as soon as the program returned, without waiting for a scrape: well
+    # under a real cluster's 15 s scrape interval (0.2-0.3 s on a quiet machine; the bound
+    # leaves room for a loaded one, where the runner and the apiserver answer late).
     delays = {}
     for trial in records.values():
         pod = trial["status"]["podName"]
         delays[pod] = succeeded[pod] - last_report_time(cluster, namespace, pod)
+        log = contract.pod_log_path(cluster.state_dir, namespace, pod).read_text()
+        assert "for Prometheus to scrape the final metrics" not in log, log  # no linger
     print(f"\nlast report to pod Succeeded: {({p: round(d, 2) for p, d in delays.items()})}")
-    assert all(0 <= d < 1.0 for d in delays.values()), delays
+    assert all(0 <= d < 2.0 for d in delays.values()), delays
 
-    # The final report is on the TuneTrial, and the client's curves end there.
-    ec = ExperimentClient(api_client=api_client, namespace=namespace,
-                          prometheus_url=cluster.prometheus_url)
+    # The final report is on the TuneTrial, and the client's curves end there: with the
+    # Prometheus that scraped the trials, and with none at all (the record alone).
     rows = list(records.values())
-    histories, source = ec.histories(exp, rows)
-    assert "Prometheus" in source, source
-    curves = {c.name: c for c in trial_curves(rows, histories, "accuracy")}
-    exported = {r.name: ray_results(r) for r in trial_records(rows, histories)}
-    for name, trial in records.items():
-        final = trial["status"]["metrics"]["accuracy"]
-        assert trial["status"]["step"] == EPOCHS
-        assert curves[name].points[-1] == (EPOCHS, final), curves[name]
-        assert exported[name][-1]["accuracy"] == final
+    for url, origin in ((cluster.prometheus_url, "Prometheus"),
+                        (f"http://127.0.0.1:{free_port()}", "rung values and final metrics")):
+        ec = ExperimentClient(api_client=api_client, namespace=namespace, prometheus_url=url)
+        histories, source = ec.histories(exp, rows)
+        assert origin in source, source
+        curves = {c.name: c for c in trial_curves(rows, histories, "accuracy")}
+        exported = {r.name: ray_results(r) for r in trial_records(rows, histories)}
+        for name, trial in records.items():
+            final = trial["status"]["metrics"]["accuracy"]
+            assert trial["status"]["step"] == EPOCHS
+            assert curves[name].points[-1] == (EPOCHS, final), curves[name]
+            assert exported[name][-1]["accuracy"] == final
