@@ -73,9 +73,14 @@ def test_the_longest_name_leaves_room_for_every_trial_index_and_the_tuner_agrees
 def test_what_defines_the_search_is_immutable_and_the_limits_are_not() -> None:
     rules = experiment_schema()["properties"]["spec"]["x-kubernetes-validations"]
     guarded = {r["fieldPath"].lstrip("."): r for r in rules if "oldSelf" in r["rule"]}
-    assert set(guarded) == set(IMMUTABLE_FIELDS)
+    # spec.workers is optional, so its rule also keeps it from being added or removed.
+    assert set(guarded) == {*IMMUTABLE_FIELDS, "workers"}
     for field, rule in guarded.items():
-        assert rule["rule"] == f"self.{field} == oldSelf.{field}"
+        if field == "workers":
+            assert rule["rule"] == ("has(self.workers) == has(oldSelf.workers) && "
+                                    "(!has(self.workers) || self.workers == oldSelf.workers)")
+        else:
+            assert rule["rule"] == f"self.{field} == oldSelf.{field}"
         assert "create a new experiment" in rule["message"]
     assert not {"numSamples", "maxConcurrentTrials", "maxFailedTrials",
                 "trialRetries"} & set(guarded)
