@@ -41,6 +41,7 @@ from kubetune.devcluster.processes import free_port
 from tests.integration.kube import wait_for
 from tests.support.operator import OperatorProcess, scripted_experiment
 from tests.unit.test_chart_render import (
+    CAPACITY_RULE,
     CHART,
     CRD_RULE,
     NAMESPACE_RULE,
@@ -288,9 +289,16 @@ def test_operator_with_the_charts_service_account_completes_an_experiment(
 
 def test_service_account_holds_every_rule_it_needs_in_its_namespace(as_operator: client.ApiClient) -> None:
     for (group, resource), (verbs, why) in NAMESPACED_RULES.items():
+        # Whole-trial admission lists a few kinds cluster-wide, read-only; nothing more.
+        everywhere = CAPACITY_RULE.get((group, resource), (set(), ""))[0]
         for verb in verbs:
             assert can(as_operator, verb, resource, WATCHED, group), f"{verb} {resource}: {why}"
-            assert not can(as_operator, verb, resource, UNWATCHED, group), f"{verb} {resource} in {UNWATCHED}"
+            assert can(as_operator, verb, resource, UNWATCHED, group) == (verb in everywhere), \
+                f"{verb} {resource} in {UNWATCHED}"
+    for (group, resource), (verbs, why) in CAPACITY_RULE.items():
+        for verb in verbs:
+            assert can(as_operator, verb, resource, UNWATCHED, group), f"{verb} {resource}: {why}"
+        assert not can(as_operator, "get", resource, UNWATCHED, group), f"get {resource} in {UNWATCHED}"
     for (group, resource), (verbs, why) in (CRD_RULE | NAMESPACE_RULE).items():
         for verb in verbs:
             assert can(as_operator, verb, resource, "", group), f"{verb} {resource}: {why}"
