@@ -46,7 +46,10 @@ def test_the_shipped_examples_are_valid_experiments():
         spec = validate_experiment_spec(body["spec"])
         container = spec.trial_template.spec.containers[0]
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "1", path
-        assert container["command"] == ["python", "-m", "kubetune_trainer"], path
+        # One process per pod runs the trainer; a trial of several workers starts it with torchrun.
+        trainer = ["python", "-m", "kubetune_trainer"]
+        torchrun = ["python", "-m", "torch.distributed.run", "-m", "kubetune_trainer"]
+        assert container["command"] == (torchrun if spec.workers else trainer), path
         assert spec.scheduler.type == "asha", path
 
 
