@@ -13,7 +13,6 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,13 @@ from kubetune.client.errors import (
     KubetuneError,
     TuneError,
 )
-from kubetune.client.history import History, StepTimes, fetch_history, trial_history
+from kubetune.client.history import (
+    History,
+    StepTimes,
+    fetch_history,
+    parse_timestamp,
+    trial_history,
+)
 from kubetune.client.results import ResultGrid
 from kubetune.contract import ENV_PROMETHEUS_URL, EXPERIMENT_LABEL, TRIAL_LABEL, pod_log_path
 
@@ -203,8 +208,8 @@ class ExperimentClient:
         if url is None:
             note = "curves: rung values and final metrics (no Prometheus URL given)"
         else:
-            start = _timestamp(experiment["metadata"].get("creationTimestamp")) or time.time() - 3600
-            finished = _timestamp((experiment.get("status") or {}).get("completionTime"))
+            start = parse_timestamp(experiment["metadata"].get("creationTimestamp")) or time.time() - 3600
+            finished = parse_timestamp((experiment.get("status") or {}).get("completionTime"))
             end = min(time.time(), (finished or time.time()) + 60)
             try:
                 scraped = fetch_history(url, self.namespace, name, start - 5, end, times=times)
@@ -228,15 +233,6 @@ def _message(e: Any) -> str:
 def _attempt_of(pod: str) -> int:
     tail = pod.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else 0
-
-
-def _timestamp(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 __all__ = ["ExperimentClient"]

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune.client.errors import KubetuneError
-from kubetune.client.history import History, StepTimes
+from kubetune.client.history import History, StepTimes, parse_timestamp
 from kubetune.client.results import flatten_config
 
 if TYPE_CHECKING:
@@ -109,8 +109,8 @@ def trial_records(trials: Sequence[Mapping[str, Any]], histories: Mapping[str, H
         records.append(TrialRecord(
             name=name, config=dict((trial.get("spec") or {}).get("params") or {}),
             state=str(status.get("state") or "Pending"), history=dict(histories.get(name) or {}),
-            start_time=_timestamp(status.get("startTime")),
-            completion_time=_timestamp(status.get("completionTime")),
+            start_time=parse_timestamp(status.get("startTime")),
+            completion_time=parse_timestamp(status.get("completionTime")),
             times=dict((times or {}).get(name) or {})))
     return records
 
@@ -345,15 +345,6 @@ def export_results(results: ResultGrid, *, tensorboard: str | Path | None = None
         raise KubetuneError("this ResultGrid was not read from a cluster; pass client= "
                             "(an ExperimentClient for its namespace)")
     return export_experiment(source, results.name, tensorboard=tensorboard, csv=csv, json=json)
-
-
-def _timestamp(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 __all__ = ["EVENT_FILE_SUFFIX", "ExportSummary", "TrialRecord", "export_experiment",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -121,5 +122,15 @@ def trial_history(trial: Mapping[str, Any], objective: str,
     return dict(sorted(merged.items()))
 
 
+def parse_timestamp(text: Any) -> float | None:
+    """Seconds since the epoch of an RFC 3339 timestamp from the API; None if absent or bad."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 __all__ = ["History", "HistoryUnavailable", "StepTimes", "fetch_history", "finite", "history_selector",
-           "parse_history", "trial_history"]
+           "parse_history", "parse_timestamp", "trial_history"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from kubetune import contract
 from kubetune.api import GROUP, VERSION
+from kubetune.api.workers import lookup
 from kubetune.contract import ATTEMPT_LABEL, EXPERIMENT_LABEL, TRIAL_LABEL
 from kubetune.search import flatten_params
 
@@ -58,20 +59,11 @@ def build_trial(experiment: Mapping[str, Any], index: int, params: Mapping[str, 
     }
 
 
-def _lookup(params: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = params
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            raise KeyError(dotted)
-        value = value[part]
-    return value
-
-
 def substitute_params(text: str, params: Mapping[str, Any]) -> str:
     """Replace `${params.NAME}` (dotted for nested parameters) with the trial's value."""
 
     def sub(m: re.Match[str]) -> str:
-        value = _lookup(params, m.group(1))
+        value = lookup(params, m.group(1))
         return value if isinstance(value, str) else json.dumps(value)
 
     return _PARAM_REF.sub(sub, text)
@@ -84,7 +76,7 @@ def unknown_param_references(template: Mapping[str, Any], params: Mapping[str, A
         for arg in [*(container.get("command") or []), *(container.get("args") or [])]:
             for ref in _PARAM_REF.findall(str(arg)):
                 try:
-                    _lookup(params, ref)
+                    lookup(params, ref)
                 except KeyError:
                     unknown.append(ref)
     return unknown
