@@ -311,7 +311,10 @@ def test_service_account_holds_every_rule_it_needs_in_its_namespace(as_operator:
     ("list", "secrets", RELEASE_NS, ""),
     ("list", "secrets", "", ""),
     ("create", "pods", UNWATCHED, ""),
-    ("list", "pods", UNWATCHED, ""),
+    # Whole-trial admission may list pods everywhere (read-only); it may not read one
+    # or watch them outside the namespaces it serves.
+    ("get", "pods", UNWATCHED, ""),
+    ("watch", "pods", UNWATCHED, ""),
     ("list", "tuneexperiments", UNWATCHED, "kubetune.io"),
     ("update", "pods", WATCHED, ""),
     ("patch", "pods", WATCHED, ""),
