@@ -43,10 +43,10 @@ from kubetune.trial import Session
 from kubetune_trainer.data import Splits
 from kubetune_trainer.hyperparameters import Hyperparameters
 from kubetune_trainer.mnist import (
-    build_model,
-    build_optimizer,
     evaluate,
     load_state,
+    restore,
+    set_up,
     state_identity,
 )
 from kubetune_trainer.placement import Placement
@@ -108,21 +108,12 @@ def train_distributed(
     audit_dir: Path | None = None,
 ) -> list[EpochResult]:
     """Train one trial as rank `placement.rank`; `session` is rank 0's, None on the others."""
-    if amp and device.type != "cuda":
-        logger.warning("--amp needs CUDA; training in float32 on %s", device)
-        amp = False
     # Every rank builds the same initial model; DDP also broadcasts rank 0's weights.
-    torch.manual_seed(hp.seed)
-    data = splits.to(device)
-    model = build_model(data.num_features, data.num_classes, hp).to(device)
-    optimizer = build_optimizer(model, hp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    data, model, optimizer, scaler, amp = set_up(hp, splits, device, amp)
 
     start, state = broadcast(_resume_state(session, hp), device)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        restore(state, model, optimizer, scaler)
         if start > hp.epochs:  # a retry of a finished trial: report its result again
             result = EpochResult(start - 1, state["accuracy"], state["loss"])
             if session is not None:

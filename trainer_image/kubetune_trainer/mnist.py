@@ -54,6 +54,27 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def set_up(hp: Hyperparameters, splits: Splits, device: torch.device, amp: bool,
+           ) -> tuple[Splits, nn.Sequential, torch.optim.Optimizer, torch.amp.GradScaler, bool]:
+    """The data on `device`, the seeded model, its optimizer and grad scaler, and whether AMP is on."""
+    if amp and device.type != "cuda":
+        logger.warning("--amp needs CUDA; training in float32 on %s", device)
+        amp = False
+    torch.manual_seed(hp.seed)
+    data = splits.to(device)
+    model = build_model(data.num_features, data.num_classes, hp).to(device)
+    optimizer = build_optimizer(model, hp)
+    return data, model, optimizer, torch.amp.GradScaler("cuda", enabled=amp), amp
+
+
+def restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+            scaler: torch.amp.GradScaler) -> None:
+    """Load a checkpoint's training state into the model, optimizer and scaler."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+
+
 def train(
     hp: Hyperparameters,
     splits: Splits,
@@ -63,22 +84,13 @@ def train(
     amp: bool = False,
 ) -> list[EpochResult]:
     """Train from the latest checkpoint (or from scratch) to `hp.epochs`; one report per epoch."""
-    if amp and device.type != "cuda":
-        logger.warning("--amp needs CUDA; training in float32 on %s", device)
-        amp = False
-    torch.manual_seed(hp.seed)
-    data = splits.to(device)
-    model = build_model(data.num_features, data.num_classes, hp).to(device)
-    optimizer = build_optimizer(model, hp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    data, model, optimizer, scaler, amp = set_up(hp, splits, device, amp)
 
     checkpoint = session.get_checkpoint()
     start = first_epoch(checkpoint)
     if checkpoint is not None:
         state = load_state(checkpoint, hp, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        restore(state, model, optimizer, scaler)
         if start > hp.epochs:  # a retry of a finished trial: report its result again
             result = EpochResult(checkpoint.step, state["accuracy"], state["loss"])
             report_epoch(session, result, hp.epochs)
