@@ -15,7 +15,7 @@ from typing import Any
 from kubetune import contract
 from kubetune.api import SpecError, TrialState, TuneExperimentSpec
 from kubetune.controller import jobs
-from kubetune.controller.gateway import ApiCallError, Gateway
+from kubetune.controller.gateway import Gateway, template_refused
 from kubetune.controller.planner import Plan
 from kubetune.controller.planner.admission import Capacity
 from kubetune.controller.planner.groups import Groups, read_groups
@@ -67,14 +67,9 @@ def create_attempt(gw: Gateway, spec: TuneExperimentSpec, trial: Mapping[str, An
         raise SpecError("metadata.name", problem)
     job = jobs.build_job(pod, workers=count, procs_per_worker=workers.procs_per_worker,
                          master_port=workers.master_port)
-    try:
+    with template_refused(f"the apiserver rejected trial Job {job['metadata']['name']}"):
         gw.create_service(jobs.build_service(trial))
         gw.create_job(job)
-    except ApiCallError as e:
-        if e.status not in (400, 422):
-            raise
-        raise SpecError("spec.trialTemplate", "the apiserver rejected trial Job "
-                        f"{job['metadata']['name']}: {e.message}") from e
     return True
 
 

@@ -29,6 +29,7 @@ from kubetune.api import (
     GROUP,
     TRIAL_PLURAL,
     VERSION,
+    SpecError,
     TuneExperimentStatus,
     TuneTrialStatus,
 )
@@ -74,6 +75,18 @@ class ApiCallError(Exception):
             message = message[:MESSAGE_LIMIT] + "..."
         return cls(verb, resource, name, int(e.status or 0), reason, message)
 
+
+
+@contextmanager
+def template_refused(what: str) -> Iterator[None]:
+    """An apiserver 400/422 on a write built from the trial template is the template's fault:
+    raise it as a SpecError on spec.trialTemplate ("<what>: <message>"), not a retried error."""
+    try:
+        yield
+    except ApiCallError as e:
+        if e.status not in (400, 422):
+            raise
+        raise SpecError("spec.trialTemplate", f"{what}: {e.message}") from e
 
 def _answer(data: Any) -> dict[str, Any]:
     """The object the apiserver answered a write with ({} when it is not one)."""

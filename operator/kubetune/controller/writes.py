@@ -11,9 +11,9 @@ from typing import Any
 
 import kopf
 
-from kubetune.api import SpecError, TuneExperimentSpec
+from kubetune.api import TuneExperimentSpec
 from kubetune.controller import distributed, manifests
-from kubetune.controller.gateway import ApiCallError, Gateway
+from kubetune.controller.gateway import Gateway, template_refused
 from kubetune.controller.planner import Plan
 from kubetune.controller.planner.actions import NewPod
 from kubetune.controller.planner.groups import Groups
@@ -43,14 +43,9 @@ def create_pod(gw: Gateway, spec: TuneExperimentSpec, by_name: dict[str, dict[st
     if groups is not None and distributed.create_attempt(gw, spec, trial_body, pod_body,
                                                          new_pod.params):
         return
-    try:
+    # The template itself is wrong: say so on the resource instead of retrying forever.
+    with template_refused(f"the apiserver rejected trial pod {pod_body['metadata']['name']}"):
         gw.create_pod(pod_body)
-    except ApiCallError as e:
-        if e.status not in (400, 422):
-            raise
-        # The template itself is wrong: say so on the resource instead of retrying forever.
-        raise SpecError("spec.trialTemplate", "the apiserver rejected trial pod "
-                        f"{pod_body['metadata']['name']}: {e.message}") from e
 
 
 def trial_pod(spec: TuneExperimentSpec, trial: Mapping[str, Any], attempt: int,
@@ -78,10 +73,6 @@ def dry_run_first_pod(gw: Gateway, body: kopf.Body, spec: TuneExperimentSpec, pl
     trial["metadata"]["uid"] = body["metadata"]["uid"]  # a stand-in: the owner is dropped below
     pod_body = trial_pod(spec, trial, 1, first.params, pod.milestones if pod else [])
     pod_body["metadata"].pop("ownerReferences", None)  # its TuneTrial does not exist yet
-    try:
+    with template_refused("the apiserver refuses the trial pod built from it "
+                          f"(dry run of {pod_body['metadata']['name']})"):
         gw.dry_run_pod(pod_body)
-    except ApiCallError as e:
-        if e.status not in (400, 422):
-            raise
-        raise SpecError("spec.trialTemplate", "the apiserver refuses the trial pod built "
-                        f"from it (dry run of {pod_body['metadata']['name']}): {e.message}") from e
