@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, watch
+from kubernetes import client
 
 from kubetune import contract
 from kubetune.api import validate_experiment_spec
 from kubetune.search import BasicVariantSampler
 from tests.integration.kube import wait_for
 from tests.support.operator import CHECKPOINT_ROOT, ROOT, OperatorProcess
+from tests.support.watching import follow
 
 WORKER_TRIAL = ROOT / "tests" / "support" / "worker_trial.py"
 GROUP, VERSION = "kubetune.io", "v1alpha1"
@@ -110,33 +111,30 @@ class GroupWatch:
             t.start()
 
     def _pods(self) -> None:
-        w = watch.Watch()
-        while not self._stop.is_set():
-            for event in w.stream(self.core.list_namespaced_pod, self.namespace,
-                                  timeout_seconds=2):
-                pod = event["object"]
-                labels = pod.metadata.labels or {}
-                trial, attempt = labels.get(contract.TRIAL_LABEL), labels.get(contract.ATTEMPT_LABEL)
-                if trial is None:
-                    continue
-                rank = contract.worker_rank(labels, pod.metadata.annotations)
-                self.ranks[(trial, attempt)].add(rank)
-                self.pods[trial][attempt].add(pod.metadata.name)
-                for c in pod.status.conditions or []:
-                    if c.type == "PodScheduled" and c.status == "False":
-                        self.unschedulable.append(f"{pod.metadata.name}: {c.message}")
-                ended = event["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed")
-                grace = pod.metadata.deletion_grace_period_seconds
-                if pod.metadata.deletion_timestamp and grace is not None and (
-                        pod.status.phase == "Running" or pod.metadata.name in self.grace):
-                    seen = self.grace.setdefault(pod.metadata.name, [])
-                    if not seen or seen[-1] != grace:
-                        seen.append(grace)
-                if ended or not pod.spec.node_name:
-                    self.bound.pop(pod.metadata.name, None)
-                else:
-                    self.bound[pod.metadata.name] = (trial, attempt)
-                self._check()
+        for event in follow(self.core.list_namespaced_pod, self.namespace, stop=self._stop):
+            pod = event["object"]
+            labels = pod.metadata.labels or {}
+            trial, attempt = labels.get(contract.TRIAL_LABEL), labels.get(contract.ATTEMPT_LABEL)
+            if trial is None:
+                continue
+            rank = contract.worker_rank(labels, pod.metadata.annotations)
+            self.ranks[(trial, attempt)].add(rank)
+            self.pods[trial][attempt].add(pod.metadata.name)
+            for c in pod.status.conditions or []:
+                if c.type == "PodScheduled" and c.status == "False":
+                    self.unschedulable.append(f"{pod.metadata.name}: {c.message}")
+            ended = event["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed")
+            grace = pod.metadata.deletion_grace_period_seconds
+            if pod.metadata.deletion_timestamp and grace is not None and (
+                    pod.status.phase == "Running" or pod.metadata.name in self.grace):
+                seen = self.grace.setdefault(pod.metadata.name, [])
+                if not seen or seen[-1] != grace:
+                    seen.append(grace)
+            if ended or not pod.spec.node_name:
+                self.bound.pop(pod.metadata.name, None)
+            else:
+                self.bound[pod.metadata.name] = (trial, attempt)
+            self._check()
 
     def _check(self) -> None:
         per_attempt: dict[tuple[str, str], int] = defaultdict(int)
@@ -146,12 +144,9 @@ class GroupWatch:
         self.peak_trials = max(self.peak_trials, len({t for t, _ in per_attempt}))
 
     def _jobs(self) -> None:
-        w = watch.Watch()
-        while not self._stop.is_set():
-            for event in w.stream(self.batch.list_namespaced_job, self.namespace,
-                                  timeout_seconds=2):
-                job = event["object"]
-                self.job_uids[job.metadata.name].add(job.metadata.uid)
+        for event in follow(self.batch.list_namespaced_job, self.namespace, stop=self._stop):
+            job = event["object"]
+            self.job_uids[job.metadata.name].add(job.metadata.uid)
 
     def stop(self) -> None:
         self._stop.set()

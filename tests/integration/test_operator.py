@@ -9,13 +9,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.kube import wait_for
+from tests.support.events import about_trials, operator_events
 from tests.support.operator import OperatorProcess, scripted_experiment
 from tests.support.scripted_trial import curve
+from tests.support.watching import follow
 
 # Final accuracy of each trial is quality * (1 - 0.5**9); mixed so that ASHA prunes some.
 QUALITIES = [0.5, 0.9, 0.3, 0.8, 0.2, 0.95, 0.4, 0.7, 0.1, 0.6, 0.85, 0.35]
@@ -64,17 +66,15 @@ class PodWatch:
         self._thread.start()
 
     def _run(self) -> None:
-        w = watch.Watch()
-        while not self._stop.is_set():
-            for event in w.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=2):
-                pod = event["object"]
-                name = pod.metadata.name
-                self.seen.add(name)
-                if event["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
-                    self.unfinished.discard(name)
-                else:
-                    self.unfinished.add(name)
-                self.peak = max(self.peak, len(self.unfinished))
+        for event in follow(self.core.list_namespaced_pod, self.namespace, stop=self._stop):
+            pod = event["object"]
+            name = pod.metadata.name
+            self.seen.add(name)
+            if event["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
+                self.unfinished.discard(name)
+            else:
+                self.unfinished.add(name)
+            self.peak = max(self.peak, len(self.unfinished))
 
     def stop(self) -> None:
         self._stop.set()
@@ -217,11 +217,12 @@ def test_a_crashing_trial_is_retried_and_too_many_failures_fail_the_experiment(
     core = client.CoreV1Api(api_client)
     pods = {p.metadata.name: p.status.phase for p in core.list_namespaced_pod(namespace).items}
     assert pods["flaky-1-1"] == "Failed" and pods["flaky-1-2"] == "Succeeded"
-    events = core.list_namespaced_event(namespace).items
-    reasons = {(e.involved_object.name, e.reason) for e in events}
+    events = operator_events(api_client, namespace)
+    # on each trial, or on the experiment naming those that got one reason in the same tick
+    reasons = {(t.trial, t.reason) for t in about_trials(events)}
     assert ("flaky-2", "TrialFailed") in reasons
     assert ("flaky-1", "TrialRetried") in reasons
-    assert ("flaky", "ExperimentFailed") in reasons
+    assert ("flaky", "ExperimentFailed") in {(e.involved_object.name, e.reason) for e in events}
 
 
 def test_deleting_an_experiment_removes_its_trials_and_pods(api_client, namespace, operator):
