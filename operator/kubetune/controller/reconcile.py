@@ -51,6 +51,7 @@ from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.pace import StatusPace
 from kubetune.controller.planner import ExperimentView, Plan, PodView, TrialView, plan_tick
 from kubetune.controller.planner.admission import Capacity, plan_admission
+from kubetune.controller.planner.events import aggregate
 from kubetune.controller.planner.groups import Groups, plan_worker_status
 from kubetune.controller.planner.trial import TERMINAL
 from kubetune.controller.prometheus import (
@@ -299,8 +300,8 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
         created.setdefault(new_pod.trial, []).append(
             functools.partial(writes.create_pod, gw, spec, by_name, namespace, new_pod, groups))
     run_chains(ctx.writers, list(created.values()))
-    # 3. Events and the experiment's status.
-    for ev in plan.events:
+    # 3. Events (one per decision kind on the experiment: planner/events.py) and its status.
+    for ev in aggregate(plan.events, name):
         if ev.kind == "TuneExperiment":
             target: Any = body
         else:
