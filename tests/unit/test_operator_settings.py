@@ -57,8 +57,10 @@ def test_a_failed_tick_is_retried_after_twice_the_tick_and_at_least_five_seconds
 def test_handlers_are_registered_with_the_settings_given() -> None:
     registry = kopf.OperatorRegistry()
     handlers.register(registry, OperatorSettings(tick_seconds=0.5, prometheus_url="http://p"))
-    (timer,) = registry._spawning.get_all_handlers()
-    assert (timer.interval, timer.initial_delay, timer.backoff) == (0.5, 0, 5.0)
+    (loop,) = registry._spawning.get_all_handlers()  # one reconcile loop per experiment
+    assert (loop.id, loop.initial_delay, loop.backoff) == ("reconcile", 0, 5.0)
+    assert sorted(h.id for h in registry._watching.get_all_handlers()) == [
+        "wake-pods", "wake-trials"]
     activities = {h.id: h for h in registry._activities.get_all_handlers()}
     assert {"login", "configure", "prometheus"} <= set(activities)
     memo: Any = kopf.Memo()
@@ -71,8 +73,8 @@ def test_two_registries_hold_their_own_handlers() -> None:
     first, second = kopf.OperatorRegistry(), kopf.OperatorRegistry()
     handlers.register(first, OperatorSettings(tick_seconds=1))
     handlers.register(second, OperatorSettings(tick_seconds=3))
-    assert [h.interval for h in first._spawning.get_all_handlers()] == [1]
-    assert [h.interval for h in second._spawning.get_all_handlers()] == [3]
+    assert [h.backoff for h in first._spawning.get_all_handlers()] == [5.0]
+    assert [h.backoff for h in second._spawning.get_all_handlers()] == [6.0]
 
 
 def _reads_environment(node: ast.AST) -> bool:

@@ -1,7 +1,8 @@
 """The operator's kopf handlers, registered on an explicit registry once settings are known.
 
 Registration only: each handler hands its work to reconcile.py (one tick of one
-experiment) or configures kopf and the per-operator context kept in kopf's memo.
+experiment), to wake.py (one loop per experiment, woken by the changes of its trial
+pods and TuneTrials) or configures kopf and the per-operator context kept in kopf's memo.
 With leader election on, main.py puts the process's `Leadership` in the memo
 (`memo.leadership`): every API write of the operator first checks that the Lease
 is still held, and Events name the replica that posted them (reportingInstance).
@@ -23,7 +24,7 @@ from prometheus_client import start_http_server
 
 from kubetune import contract
 from kubetune.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION
-from kubetune.controller import view
+from kubetune.controller import view, wake
 from kubetune.controller.concurrent import WRITERS
 from kubetune.controller.failures import ErrorHistory
 from kubetune.controller.gateway import Gateway
@@ -57,7 +58,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
                   **_: Any) -> None:
         _configure_kopf(settings, ours)
-        memo.kubetune = _context(ours, memo.get("leadership"))
+        memo.wakes = wake.Wakes()  # shared: each object's memo is a shallow copy of this one
+        memo.kubetune = _context(ours, memo.get("leadership"), memo.wakes)
         memo.executor = settings.execution.executor  # where the ticks run (kopf's workers)
         start_http_server(ours.metrics_port, registry=memo.kubetune.metrics.registry)
         logger.info("kubetune operator: Prometheus at %s, tick %.1fs", ours.prometheus_url,
@@ -68,7 +70,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         return str(memo.kubetune.settings.prometheus_url)
 
     # The watch-fed view (view.py): kopf lists each kind once at start, then follows its
-    # watch, and starts the timers below only once both indices are filled.
+    # watch, and starts the loops below only once both indices are filled.
     @kopf.index(GROUP, VERSION, TRIAL_PLURAL, registry=registry, id=view.TRIALS,
                 labels={contract.EXPERIMENT_LABEL: kopf.PRESENT})
     def kubetune_trials(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
@@ -79,24 +81,56 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     def kubetune_pods(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
         return view.entry(body)
 
-    @kopf.timer(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry, id="reconcile",
-                interval=ours.tick_seconds, initial_delay=0, backoff=ours.retry_seconds)
+    # A change that frees a slot or ends a trial wakes its experiment's loop (wake.py). These
+    # run after kopf has put the event into the indices above, so the woken tick sees it.
+    @kopf.on.event("v1", "pods", registry=registry, id="wake-pods",
+                   labels={contract.EXPERIMENT_LABEL: kopf.PRESENT},
+                   when=lambda type, body, memo, **_: memo.wakes.matters("pods", type, body))
+    async def pod_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        memo.wakes.changed("pods", type, body)
+
+    @kopf.on.event(GROUP, VERSION, TRIAL_PLURAL, registry=registry, id="wake-trials",
+                   labels={contract.EXPERIMENT_LABEL: kopf.PRESENT},
+                   when=lambda type, body, memo, **_: memo.wakes.matters("trials", type, body))
+    async def trial_changed(type: str | None, body: kopf.Body, memo: kopf.Memo,
+                            **_: Any) -> None:
+        memo.wakes.changed("trials", type, body)
+
+    # One loop per experiment: a tick at once, then at each wake or every tick, never two at
+    # once. `body` is kopf's live view of the experiment, the indices are live too.
+    @kopf.daemon(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry, id="reconcile",
+                 initial_delay=0, backoff=ours.retry_seconds)
     async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
-                        **kwargs: Any) -> None:
+                        stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
         # kopf gives each object its own shallow copy of the memo: the history is this one's.
         ctx: OperatorContext = memo.kubetune
         if "errors" not in memo:
             memo.errors = ErrorHistory()
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        # Copied here, on the event loop that applies the watch events; the tick runs in a
-        # worker thread, with the context kopf.event needs.
-        trials = view.snapshot(kwargs.get(view.TRIALS), key)
-        pods = view.snapshot(kwargs.get(view.PODS), key)
-        observed = view.observe(ctx.writes, key, trials, pods)
-        run = functools.partial(_timed_tick, ctx, body, memo.errors, logger, observed)
-        await asyncio.get_running_loop().run_in_executor(
-            memo.executor, contextvars.copy_context().run, run)
+        wakes: wake.Wakes = memo.wakes
+        waiter = wakes.waiter(key)
+        idle_generation: list[int | None] = [None]  # finished at this generation, tick done
+
+        async def tick() -> None:
+            generation = _finished(body)
+            if generation is not None and generation == idle_generation[0]:
+                return  # a finished experiment stays as it is until its spec changes
+            # Copied here, on the event loop that applies the watch events; the tick runs in
+            # a worker thread, with the context kopf.event needs.
+            trials = view.snapshot(kwargs.get(view.TRIALS), key)
+            pods = view.snapshot(kwargs.get(view.PODS), key)
+            observed = view.observe(ctx.writes, key, trials, pods)
+            run = functools.partial(_timed_tick, ctx, body, memo.errors, logger, observed)
+            await asyncio.get_running_loop().run_in_executor(
+                memo.executor, contextvars.copy_context().run, run)
+            idle_generation[0] = generation
+
+        try:
+            await wake.run_loop(stopped, waiter, tick, interval=ours.tick_seconds,
+                                retry=ours.retry_seconds)
+        finally:
+            wakes.release(key, waiter)
 
     @kopf.on.delete(GROUP, VERSION, EXPERIMENT_PLURAL, registry=registry, id="forget",
                     optional=True)
@@ -107,6 +141,17 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             memo.kubetune.pace.forget(body["metadata"]["uid"])
         except Exception as e:
             logger.warning("forgetting the experiment's metrics failed: %s", e)
+
+
+def _finished(body: kopf.Body) -> int | None:
+    """The generation of an experiment that ended at its current spec, else None (the tick's
+    own early return, read on the loop so that a finished experiment costs no tick)."""
+    meta, status = body["metadata"], body.get("status") or {}
+    generation = int(meta.get("generation", 1))
+    if status.get("phase") in contract.EXPERIMENT_TERMINAL_PHASES and \
+            status.get("observedGeneration") == generation:
+        return generation
+    return None
 
 
 def _timed_tick(ctx: OperatorContext, body: kopf.Body, history: ErrorHistory,
@@ -124,7 +169,7 @@ def _configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | No
     settings.persistence.finalizer = contract.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=contract.ANNOTATIONS_PREFIX)
-    # No handler reacts to changes (the timer reads the whole object), so kopf's diff base
+    # No handler reacts to changes (the loop reads the whole object), so kopf's diff base
     # is kept empty: a copy of a large spec in an annotation (limited to 256 KiB in all)
     # would make every kopf patch fail, the finalizer's removal included.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -143,9 +188,15 @@ def _configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | No
     settings.execution.max_workers = WORKERS
 
 
-def _context(settings: OperatorSettings, leadership: Leadership | None = None) -> OperatorContext:
+def _context(settings: OperatorSettings, leadership: Leadership | None = None,
+             wakes: wake.Wakes | None = None) -> OperatorContext:
     metrics = OperatorMetrics()
     writes = view.Writes()
+
+    def written(kind: str, answer: dict[str, Any], created: bool) -> None:
+        writes.record(kind, answer, created=created)
+        if wakes is not None:
+            wakes.written(kind, answer)
 
     def count_write(verb: str, resource: str) -> None:
         if leadership is not None:
@@ -155,7 +206,7 @@ def _context(settings: OperatorSettings, leadership: Leadership | None = None) -
     return OperatorContext(
         settings=settings, gateway=Gateway(
             api_client(settings), count_write=count_write,
-            written=lambda kind, answer, created: writes.record(kind, answer, created=created)),
+            written=written),
         prometheus=PrometheusSource(settings.prometheus_url, observe=metrics.observe_query),
         metrics=metrics, writes=writes,
         writers=ThreadPoolExecutor(WRITERS, thread_name_prefix="kubetune-write"),

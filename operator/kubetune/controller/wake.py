@@ -1,0 +1,180 @@
+"""Waking one experiment's reconcile loop when one of its trial pods or TuneTrials changes.
+
+Part of the operator pod. Each TuneExperiment has its own loop (a kopf daemon, handlers.py):
+it ticks every `tick_seconds`, the fallback that polls what has no event (a rung value in
+Prometheus), and at once, after a short settle, when something that frees a slot or ends
+a trial happens to one of its objects: a pod that finished, started deleting, lost a
+container or is gone; a TuneTrial whose state changed or that is gone. A burst of such
+events within the settle gives one tick; there is no queue shared by experiments, so one
+experiment's wake never waits for another's.
+
+What matters is compared, not every event: each watched object's last *signature* (the
+few fields above) is kept, fed by the watch and by the apiserver's answers to the
+operator's own writes, so a status patch the operator itself wrote, or a pod it deleted,
+wakes nothing, and the kubelet's many status updates of a running pod wake nothing.
+Nothing decided depends on this: a lost wake (a restart) only waits for the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from typing import Any, Protocol
+
+import kopf
+
+from kubetune.contract import EXPERIMENT_LABEL
+
+SETTLE_SECONDS = 0.05
+"""How long a woken loop waits for the rest of a burst of events before it ticks."""
+
+Key = tuple[str, str]
+"""(namespace, experiment)."""
+
+FINISHED_PHASES = ("Succeeded", "Failed")
+QUIET: dict[str, Hashable] = {"pods": ("", False, ()), "trials": "Pending"}
+"""The signature of an object nothing has happened to yet (a new pod, a new trial)."""
+
+
+def pod_signature(body: Mapping[str, Any]) -> Hashable:
+    """What of a trial Pod wakes its experiment when it changes: a finished phase, a
+    deletion under way, the containers that have terminated."""
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    phase = status.get("phase", "")
+    terminated = tuple(sorted(
+        str(cs.get("name", "")) for cs in status.get("containerStatuses") or []
+        if (cs.get("state") or {}).get("terminated")))
+    return (phase if phase in FINISHED_PHASES else "", bool(meta.get("deletionTimestamp")),
+            terminated)
+
+
+def trial_signature(body: Mapping[str, Any]) -> Hashable:
+    """What of a TuneTrial wakes its experiment when it changes: its state."""
+    return str((body.get("status") or {}).get("state") or "Pending")
+
+
+SIGNATURES: dict[str, Callable[[Mapping[str, Any]], Hashable]] = {
+    "pods": pod_signature, "trials": trial_signature}
+
+
+def _identity(kind: str, body: Mapping[str, Any]) -> tuple[tuple[str, str, str], Key] | None:
+    meta = body.get("metadata") or {}
+    experiment = (meta.get("labels") or {}).get(EXPERIMENT_LABEL)
+    if not experiment or not meta.get("name"):
+        return None
+    namespace = meta.get("namespace", "")
+    return (kind, namespace, meta["name"]), (namespace, experiment)
+
+
+class Stopped(Protocol):
+    """kopf's `stopped` flag of a daemon, as the loop uses it."""
+
+    def __bool__(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> Awaitable[Any]: ...
+
+
+class Waiter:
+    """One experiment's wake: set on the event loop by `Wakes.changed`, awaited by its loop."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> bool:
+        """Whether it was woken within `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class Wakes:
+    """Per-operator: each experiment's Waiter and each watched object's last signature."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # own writes are recorded from the ticks' threads
+        self._seen: dict[tuple[str, str, str], Hashable] = {}
+        self._waiters: dict[Key, Waiter] = {}
+
+    def matters(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> bool:
+        """Whether this watch event of a `kind` object ("pods", "trials") changes what wakes
+        its experiment (read only: `changed` records it)."""
+        ident = _identity(kind, body)
+        if ident is None:
+            return False
+        if event_type == "DELETED":
+            return True
+        with self._lock:
+            known = self._seen.get(ident[0], QUIET[kind])
+        return SIGNATURES[kind](body) != known
+
+    def changed(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Record a watch event that matters and wake its experiment (on the event loop)."""
+        ident = _identity(kind, body)
+        if ident is None:
+            return
+        with self._lock:
+            if event_type == "DELETED":
+                self._seen.pop(ident[0], None)
+            else:
+                self._seen[ident[0]] = SIGNATURES[kind](body)
+        waiter = self._waiters.get(ident[1])
+        if waiter is not None:
+            waiter.event.set()
+
+    def written(self, kind: str, answer: Mapping[str, Any]) -> None:
+        """Record the apiserver's answer to the operator's own write, so that the watch event
+        bringing the same state wakes nothing (any thread)."""
+        if kind not in SIGNATURES or answer.get("kind") == "Status":
+            return
+        ident = _identity(kind, answer)
+        if ident is not None:
+            with self._lock:
+                self._seen[ident[0]] = SIGNATURES[kind](answer)
+
+    def waiter(self, key: Key) -> Waiter:
+        """A new Waiter for the experiment `key`, replacing any earlier one (on the loop)."""
+        waiter = self._waiters[key] = Waiter()
+        return waiter
+
+    def release(self, key: Key, waiter: Waiter) -> None:
+        """Forget `waiter` when its loop ends, unless a newer loop of `key` holds its place."""
+        if self._waiters.get(key) is waiter:
+            del self._waiters[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+
+async def run_loop(stopped: Stopped, waiter: Waiter, tick: Callable[[], Awaitable[None]], *,
+                   interval: float, retry: float, settle: float = SETTLE_SECONDS,
+                   clock: Callable[[], float] = time.monotonic) -> None:
+    """Tick at once, then after each wake or `interval` seconds, one tick at a time, until
+    `stopped`. A tick that raises kopf.TemporaryError is retried after the error's delay
+    (`retry` without one), which wakes do not cut short. After a wake the loop waits for
+    `settle`, or as long as the last tick took if longer, so woken ticks of a large
+    experiment leave its worker idle half the time at least."""
+    watcher = asyncio.create_task(_wake_on_stop(stopped, waiter))
+    try:
+        while not stopped:
+            started = clock()
+            waiter.event.clear()  # a change from here on wakes the next tick
+            try:
+                await tick()
+            except kopf.TemporaryError as e:
+                await stopped.wait(e.delay if e.delay is not None else retry)
+                continue
+            took = clock() - started
+            if await waiter.wait(interval) and not stopped:
+                await stopped.wait(max(settle, took))
+    finally:
+        watcher.cancel()
+
+
+async def _wake_on_stop(stopped: Stopped, waiter: Waiter) -> None:
+    await stopped.wait()
+    waiter.event.set()
