@@ -25,6 +25,7 @@ from kubernetes import client
 
 from tests.integration.kube import wait_for
 from tests.integration.test_operator import create, experiment, trials
+from tests.support.events import about_trials, operator_events
 from tests.support.operator import OperatorProcess
 from tests.support.storage import hostpath_claim
 
@@ -130,9 +131,9 @@ def test_bottom_trials_resume_from_top_trials_checkpoints_through_operator_kills
     # Attempts other than exploits must each be explained by an Event (a retry or a
     # disruption, which a busy machine can cause); none may appear from nowhere.
     restarts: dict[str, list[str]] = {}
-    for e in core.list_namespaced_event(namespace).items:
-        if e.reason in ("TrialRetried", "TrialDisrupted"):
-            restarts.setdefault(e.involved_object.name, []).append(e.message)
+    for t in about_trials(operator_events(api_client, namespace)):
+        if t.reason in ("TrialRetried", "TrialDisrupted"):
+            restarts.setdefault(t.trial, []).append(t.words)
     total = 0
     for name, t in final.items():
         status = t["status"]

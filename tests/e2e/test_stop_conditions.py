@@ -11,6 +11,7 @@ from kubernetes import client as k8s
 import kubetune
 from kubetune import tune
 from kubetune.client.experiments import ExperimentClient
+from tests.support.events import TrialEvent, about
 from tests.support.operator import SCRIPTED_TRIAL
 from tests.support.scripted_trial import curve
 from tests.support.storage import hostpath_claim
@@ -21,9 +22,9 @@ BOUND = 6
 STEPS = 40
 
 
-def events(api_client: Any, namespace: str, name: str) -> list[Any]:
-    return [e for e in k8s.CoreV1Api(api_client).list_namespaced_event(namespace).items
-            if e.involved_object.name == name]
+def events(api_client: Any, namespace: str, name: str) -> list[TrialEvent]:
+    """The Events on `name`, and those on its experiment naming trial `name`."""
+    return about(api_client, namespace, name)
 
 
 def test_thresholds_and_an_iteration_bound_end_trials_succeeded_with_their_checkpoints(

@@ -17,6 +17,7 @@ from kubernetes import client
 
 from tests.integration.kube import wait_for
 from tests.integration.test_operator import create, trials, wait_phase
+from tests.support.events import about_trials
 from tests.support.operator import (
     OperatorProcess,
     leader_elected_operators,
@@ -93,8 +94,9 @@ def test_two_operators_one_leads_the_other_takes_over_after_sigkill(
                 ts = trials(api_client, ns)
                 done = [t for t in ts.values()
                         if (t.get("status") or {}).get("state") in ("Succeeded", "Pruned")]
-                created = [e for e in events(api_client, ns) if e.reason == "TrialCreated"]
-                # Kill between ticks: every trial created so far has had its Event posted.
+                created = [t for t in about_trials(events(api_client, ns))
+                           if t.reason == "TrialCreated"]
+                # Kill between ticks: every trial created so far is named in a posted Event.
                 return len(done) >= 2 and len(created) == len(ts) < len(QUALITIES)
 
             wait_for(some_trials_done, timeout=120, interval=0.1, what="two trials done")
@@ -127,7 +129,10 @@ def test_two_operators_one_leads_the_other_takes_over_after_sigkill(
     per_decision = Counter((e.involved_object.kind, e.involved_object.name, e.reason, e.message)
                            for e in posted)
     assert max(per_decision.values()) == 1, [k for k, n in per_decision.items() if n > 1]
-    created = Counter(e.involved_object.name for e in posted if e.reason == "TrialCreated")
+    # Events aggregate a tick's decisions of one kind: each trial's is named once in all.
+    per_trial = Counter((t.trial, t.reason, t.words) for t in about_trials(posted))
+    assert max(per_trial.values()) == 1, [k for k, n in per_trial.items() if n > 1]
+    created = Counter(t.trial for t in about_trials(posted) if t.reason == "TrialCreated")
     assert set(created) <= set(two["trials"]) and max(created.values()) == 1
     # An Event is posted after the write it reports, so a leader SIGKILLed between creating a
     # trial and posting its Event loses that one Event (the checks above cannot close the race

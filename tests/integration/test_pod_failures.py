@@ -12,6 +12,7 @@ from kubernetes import client
 
 from tests.integration.kube import wait_for
 from tests.integration.test_operator import create, custom, experiment, trials, wait_phase
+from tests.support.events import about
 from tests.support.operator import OperatorProcess, scripted_experiment
 
 
@@ -22,13 +23,9 @@ def companion(api_client: client.ApiClient, namespace: str) -> str:
     return "healthy"
 
 
-def events(api_client: client.ApiClient, namespace: str) -> list[client.CoreV1Event]:
-    return list(client.CoreV1Api(api_client).list_namespaced_event(namespace).items)
-
-
 def has_event(api_client: client.ApiClient, namespace: str, name: str, reason: str) -> bool:
-    return any(e.involved_object.name == name and e.reason == reason
-               for e in events(api_client, namespace))
+    """An Event of `reason` on the object `name`, or on its experiment naming trial `name`."""
+    return bool(about(api_client, namespace, name, reason))
 
 
 def condition(exp: dict[str, Any], ctype: str) -> dict[str, Any]:

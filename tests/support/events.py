@@ -46,8 +46,12 @@ def about_trials(events: list[Any]) -> list[TrialEvent]:
     return found
 
 
-def trial_events(api_client: client.ApiClient, namespace: str, trial: str,
-                 reason: str | None = None) -> list[TrialEvent]:
-    """The operator's Events about `trial` (of `reason`, if given)."""
-    return [t for t in about_trials(operator_events(api_client, namespace))
-            if t.trial == trial and reason in (None, t.reason)]
+def about(api_client: client.ApiClient, namespace: str, name: str,
+          reason: str | None = None) -> list[TrialEvent]:
+    """The operator's Events (of `reason`, if given) posted on the object `name`, and those
+    on an experiment that name the trial `name`."""
+    posted = operator_events(api_client, namespace)
+    found = [TrialEvent(name, e.involved_object.kind, e.type, e.reason, e.message or "")
+             for e in posted if e.involved_object.name == name]
+    found += [t for t in about_trials(posted) if t.trial == name and t.on == "TuneExperiment"]
+    return [t for t in found if reason in (None, t.reason)]
