@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds-per-step", type=float, default=0.01)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--label", default="", help="recorded with the row (e.g. the commit)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "events_per_trial.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "issue18" / "events_per_trial.json")
     args = parser.parse_args(argv)
 
     from kubernetes import config
