@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import kopf
 import pytest
 from kopf._core.intents.stoppers import DaemonStopper, DaemonStoppingReason
 
-from kubetune.controller import wake
+from kubetune.controller import handlers, wake
+from kubetune.controller.metrics import OperatorMetrics
+from kubetune.controller.reconcile import OperatorContext
+from kubetune.controller.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
 
@@ -198,3 +203,32 @@ def test_woken_ticks_never_overlap_and_wait_as_long_as_the_last_took() -> None:
     assert not loop.overlapped
     gaps = [b - a for a, b in itertools.pairwise(loop.ticks)]
     assert gaps and all(g >= 0.38 for g in gaps), gaps  # 0.2 s of tick, then 0.2 s of wait
+
+
+def test_a_finished_experiments_loop_ticks_once_then_idles_until_stopped() -> None:
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, OperatorSettings(tick_seconds=0.05))
+    (daemon,) = registry._spawning.get_all_handlers()
+    settings = OperatorSettings(tick_seconds=0.05)
+    ctx = OperatorContext(settings=settings, gateway=cast(Any, None),
+                          prometheus=cast(Any, None), metrics=OperatorMetrics())
+    body = kopf.Body({"metadata": {"name": "exp", "namespace": "ns", "uid": "u1",
+                                   "generation": 2},
+                      "status": {"phase": "Succeeded", "observedGeneration": 2}})
+
+    async def scenario() -> float:
+        stopper = DaemonStopper()
+        memo = kopf.Memo(kubetune=ctx, wakes=wake.Wakes(),
+                         executor=ThreadPoolExecutor(2))
+        task = asyncio.create_task(daemon.fn(
+            body=body, memo=memo, logger=logging.getLogger("test"),
+            stopped=stopper.async_waiter))
+        await asyncio.sleep(0.2)
+        memo.wakes._waiters[KEY].event.set()  # a wake of a finished experiment: no tick
+        await asyncio.sleep(0.3)
+        stopper.set(reason=DaemonStoppingReason.RESOURCE_DELETED)
+        await asyncio.wait_for(task, 1)
+        assert not memo.wakes._waiters, "a stopped loop leaves no waiter behind"
+        return ctx.metrics.registry.get_sample_value("kubetune_reconcile_ticks_total") or 0.0
+
+    assert asyncio.run(scenario()) == 1.0
