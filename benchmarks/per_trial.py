@@ -18,6 +18,10 @@ with every slot busy.
   `python -c pass` through the same runner, `--concurrency` at a time, a new
   one created the moment one is seen Succeeded (a watch): pod created,
   scheduled, started, its interpreter started and ended, its phase reported.
+- **trainer floor**: the same bare pods running the trials' own program
+  instead (the reference trainer's simulated mode for one step, its metrics
+  port assigned as for a trial): what a trial costs without any operator, so
+  the difference to kubetune is what the operator adds.
 - **ray**: Ray Tune on this machine, a function trainable doing the same
   work (27 reports, the same sleep per step), the same ASHA, with
   `reuse_actors` off and on, `max_concurrent_trials` = `--concurrency`,
@@ -131,7 +135,15 @@ def run_kubetune(cluster: Any, api: Any, work: Path, trials: int, concurrency: i
 
 
 # -- the floor: bare pods --------------------------------------------------------------------
-def run_floor(api: Any, trials: int, concurrency: int, timeout: float) -> dict[str, Any]:
+BARE = {"name": "c", "image": "python:3.11", "command": ["python", "-c", "pass"]}
+BARE_TRAINER = {"name": "trainer", "image": "kubetune-trainer:0.1.0",
+                "command": ["python", "-m", "kubetune_trainer", "--dataset", "simulated",
+                            "--epochs", "1", "--log-level", "WARNING"],
+                "env": [{"name": "KUBETUNE_METRICS_PORT", "value": "0"}]}
+
+
+def run_floor(api: Any, trials: int, concurrency: int, timeout: float,
+              container: dict[str, Any] | None = None) -> dict[str, Any]:
     from kubernetes import client, watch
 
     core = client.CoreV1Api(api)
@@ -164,8 +176,7 @@ def run_floor(api: Any, trials: int, concurrency: int, timeout: float) -> dict[s
     def pod(i: int) -> dict[str, Any]:
         return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"bare-{i}"},
                 "spec": {"restartPolicy": "Never", "containers": [{
-                    "name": "c", "image": "python:3.11", "command": ["python", "-c", "pass"],
-                    "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+                    **(container or BARE), "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
 
     load0 = _load()
     started = time.time()
@@ -184,7 +195,10 @@ def run_floor(api: Any, trials: int, concurrency: int, timeout: float) -> dict[s
     wall = time.time() - started
     stop.set()
     failed = ended - sum(1 for _ in finished) if ended < trials else 0
-    return {"system": "floor", "variant": "bare pods, python -c pass", "trials": trials,
+    variant = ("bare pods, python -c pass" if container is None else
+               "bare pods, the trainer's simulated mode for one step")
+    system = "floor" if container is None else "trainer floor"
+    return {"system": system, "variant": variant, "trials": trials,
             "concurrency": concurrency, "finished": ended, "failed": failed,
             "wall_seconds": round(wall, 2), "compute_seconds": 0.0,
             "orchestration_per_trial": round(wall / max(1, ended), 3),
@@ -295,22 +309,30 @@ def run_ray(trials: int, concurrency: int, reuse: bool, seconds_per_step: float,
 # -- table -----------------------------------------------------------------------------------
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| running | system | trials | wall | compute / running | orchestration per trial | "
-             "vs floor | load average before / after |", "|---|---|---|---|---|---|---|---|"]
+             "vs floor | over the trainer floor | load average before / after |",
+             "|---|---|---|---|---|---|---|---|---|"]
     floors = {r["concurrency"]: r["orchestration_per_trial"] for r in rows
               if r["system"] == "floor" and "orchestration_per_trial" in r}
-    for r in sorted(rows, key=lambda r: (r["concurrency"], r["system"] != "floor",
-                                         r["system"] != "kubetune", r.get("variant", ""))):
+    trainer_floors = {r["concurrency"]: r["orchestration_per_trial"] for r in rows
+                      if r["system"] == "trainer floor" and "orchestration_per_trial" in r}
+    order = ["floor", "trainer floor", "kubetune"]
+    for r in sorted(rows, key=lambda r: (r["concurrency"], order.index(r["system"])
+                                         if r["system"] in order else len(order),
+                                         r.get("variant", ""))):
         name = f"{r['system']} ({r['variant']})"
         if "error" in r:
             lines.append(f"| {r['concurrency']} | {name} | {r['trials']} | - | - | "
-                         f"failed: {r['error'][:200]!r} | - | - |")
+                         f"failed: {r['error'][:200]!r} | - | - | - |")
             continue
         per = r["orchestration_per_trial"]
         floor = floors.get(r["concurrency"])
         ratio = f"{per / floor:.2f}x" if floor else "-"
+        trainer = trainer_floors.get(r["concurrency"])
+        over = f"{per - trainer:+.3f} s" if trainer is not None and r["system"] == "kubetune" \
+            else "-"
         lines.append(f"| {r['concurrency']} | {name} | {r['trials']} | {r['wall_seconds']:.1f} s | "
                      f"{r['compute_seconds'] / r['concurrency']:.1f} s | {per:.3f} s | {ratio} | "
-                     f"{r['load_before']} / {r['load_after']} |")
+                     f"{over} | {r['load_before']} / {r['load_after']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -320,18 +342,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ray-trials", type=int, help="trials per Ray run (default --trials)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--seconds-per-step", type=float, default=0.01)
-    parser.add_argument("--only", choices=["floor", "kubetune", "ray"], action="append")
+    parser.add_argument("--only", choices=["floor", "trainer-floor", "kubetune", "ray"],
+                        action="append")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     parser.add_argument("--out", type=Path, default=RESULTS / "per_trial.json")
     args = parser.parse_args(argv)
-    only = set(args.only or ["floor", "kubetune", "ray"])
+    only = set(args.only or ["floor", "trainer-floor", "kubetune", "ray"])
     rows: list[dict[str, Any]] = []
 
     def record(row: dict[str, Any]) -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    if only & {"floor", "kubetune"}:
+    if only & {"floor", "trainer-floor", "kubetune"}:
         from kubernetes import config
         from tests.support.operator import install_crds
 
@@ -349,6 +372,8 @@ def main(argv: list[str] | None = None) -> None:
             for c in args.concurrency:
                 if "floor" in only:
                     record(run_floor(api, args.trials, c, args.timeout))
+                if "trainer-floor" in only:
+                    record(run_floor(api, args.trials, c, args.timeout, BARE_TRAINER))
                 if "kubetune" in only:
                     record(run_kubetune(cluster, api, work, args.trials, c,
                                         args.seconds_per_step, args.timeout))
