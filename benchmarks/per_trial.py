@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=["floor", "trainer-floor", "kubetune", "ray"],
                         action="append")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
-    parser.add_argument("--out", type=Path, default=RESULTS / "per_trial.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "issue18" / "per_trial.json")
     args = parser.parse_args(argv)
     only = set(args.only or ["floor", "trainer-floor", "kubetune", "ray"])
     rows: list[dict[str, Any]] = []
