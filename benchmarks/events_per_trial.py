@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.per_trial import GROUP, VERSION, _namespace, default_tick, trivial_experiment
+from benchmarks.per_trial import trivial_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WRITES = re.compile(r'^kubetune_api_writes_total\{resource="([^"]+)",verb="([^"]+)"\} (\S+)$')
@@ -43,29 +43,14 @@ def operator_writes(metrics: str) -> dict[str, float]:
 def run(cluster: Any, api: Any, work: Path, trials: int, concurrency: int,
         seconds_per_step: float, timeout: float) -> dict[str, Any]:
     from kubernetes import client
-    from tests.support.operator import OperatorProcess
 
     core = client.CoreV1Api(api)
-    custom = client.CustomObjectsApi(api)
     namespace = f"events-{concurrency}-{int(time.time())}"
-    _namespace(core, namespace)
-    operator = OperatorProcess(cluster, work, tick=default_tick(), name="operator-events")
-    operator.start()
-    try:
-        started = time.time()
-        custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, "tuneexperiments",
-            trivial_experiment("trivial", trials, concurrency, seconds_per_step))
-        phase = ""
-        while time.time() - started < timeout and phase not in ("Succeeded", "Failed"):
-            time.sleep(0.5)
-            obj: Any = custom.get_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                           "tuneexperiments", "trivial")
-            phase = (obj.get("status") or {}).get("phase", "")
+    with trivial_run(cluster, api, work, namespace, trials, concurrency, seconds_per_step,
+                     timeout, "operator-events") as done:
+        started, phase = time.time() - done.wall, done.phase
         time.sleep(3.0)  # kopf posts Events from a queue, a moment after the writes
-        writes = operator_writes(operator.metrics())
-    finally:
-        operator.kill()
+        writes = operator_writes(done.operator.metrics())
     posted = [e for e in core.list_namespaced_event(namespace).items
               if e.reporting_component == "kubetune-operator"]
     by_kind = Counter(f"{e.involved_object.kind} {e.reason}" for e in posted)

@@ -40,7 +40,9 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import fields
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -90,17 +92,30 @@ def trivial_experiment(name: str, trials: int, concurrency: int, seconds_per_ste
     }
 
 
-def run_kubetune(cluster: Any, api: Any, work: Path, trials: int, concurrency: int,
-                 seconds_per_step: float, timeout: float) -> dict[str, Any]:
+@dataclass
+class TrivialRun:
+    """One run of `trivial_experiment` under an operator with its defaults."""
+
+    operator: Any
+    """The OperatorProcess, still running inside `trivial_run`."""
+    phase: str
+    wall: float
+    """Seconds from the experiment's creation to its end (or the timeout)."""
+    load_before: float
+
+
+@contextmanager
+def trivial_run(cluster: Any, api: Any, work: Path, namespace: str, trials: int,
+                concurrency: int, seconds_per_step: float, timeout: float,
+                operator_name: str) -> Iterator[TrivialRun]:
+    """Run the trivial experiment in a new `namespace` with an operator of the defaults,
+    until it ends or `timeout` passes; the operator runs until the block ends."""
     from kubernetes import client
     from tests.support.operator import OperatorProcess
 
-    core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
-    namespace = f"per-trial-kt-{concurrency}-{int(time.time())}"
-    _namespace(core, namespace)
-    tick = default_tick()
-    operator = OperatorProcess(cluster, work, tick=tick, name=f"operator-{concurrency}")
+    _namespace(client.CoreV1Api(api), namespace)
+    operator = OperatorProcess(cluster, work, tick=default_tick(), name=operator_name)
     operator.start()
     try:
         load0 = _load()
@@ -116,10 +131,22 @@ def run_kubetune(cluster: Any, api: Any, work: Path, trials: int, concurrency: i
             if phase in ("Succeeded", "Failed"):
                 break
             time.sleep(0.2)
-        wall = time.time() - started
-        listing: Any = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "tunetrials")
+        yield TrivialRun(operator, phase, time.time() - started, load0)
     finally:
         operator.kill()
+
+
+def run_kubetune(cluster: Any, api: Any, work: Path, trials: int, concurrency: int,
+                 seconds_per_step: float, timeout: float) -> dict[str, Any]:
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api)
+    namespace = f"per-trial-kt-{concurrency}-{int(time.time())}"
+    tick = default_tick()
+    with trivial_run(cluster, api, work, namespace, trials, concurrency, seconds_per_step,
+                     timeout, f"operator-{concurrency}") as run:
+        phase, wall, load0 = run.phase, run.wall, run.load_before
+        listing: Any = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "tunetrials")
     steps = 0
     states: dict[str, int] = {}
     for t in listing["items"]:
