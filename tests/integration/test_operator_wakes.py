@@ -83,3 +83,6 @@ def test_a_finished_pod_is_followed_by_the_next_trials_pod_well_before_the_tick(
     # About one tick per trial's end and the start (5 for 4 trials here): a tick whose own
     # writes woke the next would tick every settle, some 80 times in 4 s.
     assert ticks <= 3 * trials + 3, f"{ticks:.0f} ticks for {trials} trials: a storm of wakes"
+    # Each wake ran a kopf handler; none of them is a log line.
+    log = own.log.read_text()
+    assert "kubetune operator:" in log and "Handler 'wake-" not in log, log[-2000:]

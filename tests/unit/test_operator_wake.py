@@ -232,3 +232,17 @@ def test_a_finished_experiments_loop_ticks_once_then_idles_until_stopped() -> No
         return ctx.metrics.registry.get_sample_value("kubetune_reconcile_ticks_total") or 0.0
 
     assert asyncio.run(scenario()) == 1.0
+
+
+def test_the_log_drops_a_wake_handlers_success_and_keeps_everything_else() -> None:
+    quiet = wake.QuietWakes()
+
+    def kept(message: str, *args: object) -> bool:
+        return quiet.filter(logging.LogRecord("kopf.objects", logging.INFO, __file__, 1,
+                                              message, args, None))
+
+    assert not kept("Handler 'wake-pods' succeeded.")
+    assert not kept("Handler %r succeeded.", "wake-trials")
+    assert kept("Handler 'reconcile' succeeded.")
+    assert kept("Handler 'wake-pods' failed with an exception. Will retry.")
+    assert kept("created 3 trials, deleted 1 pods")

@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if not settings.verbose:  # the elector logs every retry of a standby at INFO
         logging.getLogger("leaderelection").setLevel(logging.WARNING)
+        from kubetune.controller.wake import QuietWakes
+
+        logging.getLogger("kopf.objects").addFilter(QuietWakes())
 
     import kopf
 

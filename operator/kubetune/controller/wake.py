@@ -18,6 +18,7 @@ Nothing decided depends on this: a lost wake (a restart) only waits for the next
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
@@ -32,6 +33,22 @@ SETTLE_SECONDS = 0.05
 
 Key = tuple[str, str]
 """(namespace, experiment)."""
+
+WAKE_HANDLERS = ("wake-pods", "wake-trials")
+"""The ids of the kopf handlers (handlers.py) that wake a loop."""
+
+
+class QuietWakes(logging.Filter):
+    """Drops kopf's "Handler 'wake-...' succeeded." line: a wake is logged for each trial
+    pod or TuneTrial change that matters (a few per trial), which at thousands of trials
+    would bury everything else the operator logs. Installed on kopf's object logger
+    unless the operator runs verbose; a wake handler that fails is still logged."""
+
+    _SUCCEEDED = tuple(f"Handler {handler!r} succeeded." for handler in WAKE_HANDLERS)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self._SUCCEEDED
+
 
 FINISHED_PHASES = ("Succeeded", "Failed")
 QUIET: dict[str, Hashable] = {"pods": ("", False, ()), "trials": "Pending"}
