@@ -107,11 +107,24 @@ def test_a_rejected_write_or_another_experiments_object_wakes_nothing(wakes: wak
     assert not woken(wakes, "pods", "MODIFIED", {"metadata": {"name": "x", "namespace": "ns"}})
 
 
+def test_what_it_remembers_of_an_object_goes_with_the_object(wakes: wake.Wakes) -> None:
+    names = [f"exp-{i}-1" for i in range(50)]
+    for name in names:  # a signature from the operator's own write and from the watch
+        wakes.written("pods", pod(name, deleting=True))
+        woken(wakes, "pods", "MODIFIED", pod(name, phase="Succeeded", deleting=True))
+        woken(wakes, "trials", "MODIFIED", trial("Pruned", name=name))
+    assert len(wakes) == 100
+    for name in names:
+        woken(wakes, "pods", "DELETED", pod(name, phase="Succeeded", deleting=True))
+        woken(wakes, "trials", "DELETED", trial("Pruned", name=name))
+    assert len(wakes) == 0, "memory does not grow with the trials ever run"
+
+
 class Loop:
     """run_loop with kopf's own stop flag and a tick that records when it ran."""
 
     def __init__(self, interval: float = 30.0, fail: list[float | None] | None = None,
-                 took: float = 0.0) -> None:
+                 took: float = 0.0, again: list[bool] | None = None) -> None:
         self.stopper = DaemonStopper()
         self.waiter = wake.Waiter()
         self.ticks: list[float] = []
@@ -120,8 +133,9 @@ class Loop:
         self.fail = list(fail or [])
         self.took = took
         self.interval = interval
+        self.again = list(again or [])
 
-    async def tick(self) -> None:
+    async def tick(self) -> bool:
         self.running += 1
         self.overlapped |= self.running > 1
         self.ticks.append(time.monotonic())
@@ -129,6 +143,7 @@ class Loop:
         self.running -= 1
         if self.fail:
             raise kopf.TemporaryError("apiserver down", delay=self.fail.pop(0))
+        return self.again.pop(0) if self.again else False
 
     def start(self) -> asyncio.Task[None]:
         return asyncio.create_task(wake.run_loop(
@@ -203,6 +218,20 @@ def test_woken_ticks_never_overlap_and_wait_as_long_as_the_last_took() -> None:
     assert not loop.overlapped
     gaps = [b - a for a, b in itertools.pairwise(loop.ticks)]
     assert gaps and all(g >= 0.38 for g in gaps), gaps  # 0.2 s of tick, then 0.2 s of wait
+
+
+def test_a_tick_that_left_work_is_followed_after_the_settle_not_the_interval() -> None:
+    async def scenario() -> list[float]:
+        loop = Loop(interval=30, took=0.2, again=[True, True, False])
+        task = loop.start()
+        await asyncio.sleep(1.0)  # no wake at all
+        await loop.stop(task)
+        return loop.ticks
+
+    ticks = asyncio.run(scenario())
+    assert len(ticks) == 3, ticks  # the third left nothing: the loop waits for the interval
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert all(0.24 < g < 0.38 for g in gaps), gaps  # 0.2 s of tick, then the 0.05 s settle
 
 
 def test_a_finished_experiments_loop_ticks_once_then_idles_until_stopped() -> None:

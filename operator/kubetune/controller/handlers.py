@@ -112,19 +112,20 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         waiter = wakes.waiter(key)
         idle_generation: list[int | None] = [None]  # finished at this generation, tick done
 
-        async def tick() -> None:
+        async def tick() -> bool:
             generation = _finished(body)
             if generation is not None and generation == idle_generation[0]:
-                return  # a finished experiment stays as it is until its spec changes
+                return False  # a finished experiment stays as it is until its spec changes
             # Copied here, on the event loop that applies the watch events; the tick runs in
             # a worker thread, with the context kopf.event needs.
             trials = view.snapshot(kwargs.get(view.TRIALS), key)
             pods = view.snapshot(kwargs.get(view.PODS), key)
             observed = view.observe(ctx.writes, key, trials, pods)
             run = functools.partial(_timed_tick, ctx, body, memo.errors, logger, observed)
-            await asyncio.get_running_loop().run_in_executor(
+            again = await asyncio.get_running_loop().run_in_executor(
                 memo.executor, contextvars.copy_context().run, run)
             idle_generation[0] = generation
+            return bool(again)
 
         try:
             await wake.run_loop(stopped, waiter, tick, interval=ours.tick_seconds,
@@ -155,10 +156,10 @@ def _finished(body: kopf.Body) -> int | None:
 
 
 def _timed_tick(ctx: OperatorContext, body: kopf.Body, history: ErrorHistory,
-                logger: kopf.Logger, observed: view.Observed) -> None:
+                logger: kopf.Logger, observed: view.Observed) -> bool:
     started = time.monotonic()
     try:
-        reconcile_once(ctx, body, history, logger, observed)
+        return reconcile_once(ctx, body, history, logger, observed)
     finally:
         ctx.metrics.reconcile.observe(time.monotonic() - started)
         ctx.metrics.ticks.inc()

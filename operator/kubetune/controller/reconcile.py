@@ -88,30 +88,32 @@ def now() -> str:
 
 
 def reconcile_once(ctx: OperatorContext, body: kopf.Body, history: ErrorHistory,
-                   logger: kopf.Logger, observed: Observed | None = None) -> None:
+                   logger: kopf.Logger, observed: Observed | None = None) -> bool:
     """One tick of one experiment, every error of which lands on that experiment.
 
     `observed` is the watch-fed view of its trials and pods; without it they are listed.
+    Returns whether the experiment has more to do at once (Plan.more_to_create).
 
     Raises kopf.TemporaryError (with the backoff's delay) after a transient error only.
     """
     generation = int(body["metadata"].get("generation", 1))
     if history.failed_generation == generation:
-        return  # failed for good, though its Failed status could not be written
+        return False  # failed for good, though its Failed status could not be written
     try:
-        tick(ctx, body, logger, observed)
+        again = tick(ctx, body, logger, observed)
     except Exception as e:  # the one failure path: every error is classified
         failure = classify(e)
         ctx.metrics.reconcile_errors.labels(failure.reason).inc()
         if failure.permanent:
             _fail(ctx, body, failure, history, logger)
-            return
+            return False
         delay, report = history.failed(failure, time.monotonic(), ctx.settings.retry_seconds,
                                        ctx.settings.max_retry_seconds)
         if report:
             _report_transient(ctx, body, failure, delay, e, logger)
         raise kopf.TemporaryError(failure.message, delay=delay) from e
     history.succeeded()
+    return again
 
 
 def _fail(ctx: OperatorContext, body: kopf.Body, failure: Failure, history: ErrorHistory,
@@ -174,13 +176,15 @@ def _report_transient(ctx: OperatorContext, body: kopf.Body, failure: Failure, d
 
 
 def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
-         observed: Observed | None = None) -> None:
-    """Reconcile one experiment once; an experiment that ended stays as it is."""
+         observed: Observed | None = None) -> bool:
+    """Reconcile one experiment once; an experiment that ended stays as it is.
+
+    Returns whether it left free slots to the next tick (Plan.more_to_create)."""
     meta, status = body["metadata"], dict(body.get("status") or {})
     name, namespace, generation = meta["name"], meta["namespace"], int(meta.get("generation", 1))
     if status.get("phase") in TERMINAL_PHASES and status.get("observedGeneration") == generation:
         ctx.metrics.set_experiment(meta["uid"], status["phase"], Counter())
-        return
+        return False
     gw = ctx.gateway
     spec = validate_experiment_spec(dict(body.get("spec") or {}))
     _check_template(spec)
@@ -220,6 +224,7 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
                        status.get("conditions") or [], generation, name)
         plan_worker_status(plan, trial_views, groups)
     _apply(ctx, body, spec, plan, trials, logger, groups, {p.name: p.trial for p in pod_views})
+    return plan.more_to_create
 
 
 def awaiting_results(trials: list[TrialView], pods: list[PodView]) -> list[str] | None:

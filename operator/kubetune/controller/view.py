@@ -36,13 +36,18 @@ else right after the operator wrote it is never confirmed)."""
 Key = tuple[str, str]
 
 
+def experiment_key(body: Mapping[str, Any]) -> Key | None:
+    """(namespace, experiment) of a trial Pod or TuneTrial, from its experiment label; None
+    for an object without one."""
+    meta = body.get("metadata") or {}
+    experiment = (meta.get("labels") or {}).get(EXPERIMENT_LABEL)
+    return (meta.get("namespace", ""), experiment) if experiment else None
+
+
 def entry(body: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
     """The index entry of one watched object: its body, under (namespace, experiment)."""
-    meta = body["metadata"]
-    experiment = (meta.get("labels") or {}).get(EXPERIMENT_LABEL)
-    if not experiment:
-        return {}
-    return {(meta.get("namespace", ""), experiment): dict(body)}
+    key = experiment_key(body)
+    return {} if key is None else {key: dict(body)}
 
 
 def snapshot(index: Mapping[Key, Iterable[Any]] | None, key: Key) -> list[dict[str, Any]]:

@@ -26,13 +26,10 @@ from typing import Any, Protocol
 
 import kopf
 
-from kubetune.contract import EXPERIMENT_LABEL
+from kubetune.controller.view import Key, experiment_key
 
 SETTLE_SECONDS = 0.05
 """How long a woken loop waits for the rest of a burst of events before it ticks."""
-
-Key = tuple[str, str]
-"""(namespace, experiment)."""
 
 WAKE_HANDLERS = ("wake-pods", "wake-trials")
 """The ids of the kopf handlers (handlers.py) that wake a loop."""
@@ -77,12 +74,9 @@ SIGNATURES: dict[str, Callable[[Mapping[str, Any]], Hashable]] = {
 
 
 def _identity(kind: str, body: Mapping[str, Any]) -> tuple[tuple[str, str, str], Key] | None:
-    meta = body.get("metadata") or {}
-    experiment = (meta.get("labels") or {}).get(EXPERIMENT_LABEL)
-    if not experiment or not meta.get("name"):
-        return None
-    namespace = meta.get("namespace", "")
-    return (kind, namespace, meta["name"]), (namespace, experiment)
+    """(kind, namespace, name) of a watched object and the experiment it wakes."""
+    key, name = experiment_key(body), (body.get("metadata") or {}).get("name")
+    return None if key is None or not name else ((kind, key[0], name), key)
 
 
 class Stopped(Protocol):
@@ -167,23 +161,27 @@ class Wakes:
             return len(self._seen)
 
 
-async def run_loop(stopped: Stopped, waiter: Waiter, tick: Callable[[], Awaitable[None]], *,
+async def run_loop(stopped: Stopped, waiter: Waiter, tick: Callable[[], Awaitable[bool]], *,
                    interval: float, retry: float, settle: float = SETTLE_SECONDS,
                    clock: Callable[[], float] = time.monotonic) -> None:
     """Tick at once, then after each wake or `interval` seconds, one tick at a time, until
     `stopped`. A tick that raises kopf.TemporaryError is retried after the error's delay
     (`retry` without one), which wakes do not cut short. After a wake the loop waits for
     `settle`, or as long as the last tick took if longer, so woken ticks of a large
-    experiment leave its worker idle half the time at least."""
+    experiment leave its worker idle half the time at least. A tick that returns True left
+    work it could not do (free slots beyond its creates) and is followed after `settle`."""
     watcher = asyncio.create_task(_wake_on_stop(stopped, waiter))
     try:
         while not stopped:
             started = clock()
             waiter.event.clear()  # a change from here on wakes the next tick
             try:
-                await tick()
+                again = await tick()
             except kopf.TemporaryError as e:
                 await stopped.wait(e.delay if e.delay is not None else retry)
+                continue
+            if again:
+                await stopped.wait(settle)
                 continue
             took = clock() - started
             if await waiter.wait(interval) and not stopped:

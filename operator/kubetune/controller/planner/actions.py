@@ -66,6 +66,9 @@ class Plan:
     """(pod name, grace period in seconds)."""
     experiment_status: TuneExperimentStatus | None = None
     events: list[Event] = field(default_factory=list)
+    more_to_create: bool = False
+    """Slots are free that this tick left to the next one (plan.CREATES_PER_TICK): tick again
+    at once rather than after the usual wait."""
 
     def patch_trial(self, name: str, **fields: Any) -> TuneTrialStatus:
         """Add fields (TuneTrialStatus's names) to the trial's status patch; later ones win."""

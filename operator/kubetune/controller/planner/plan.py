@@ -34,6 +34,15 @@ from kubetune.controller.planner.trial import TERMINAL, TrialMachine
 from kubetune.controller.planner.views import ExperimentView, PodView, TrialMetrics, TrialView
 from kubetune.schedulers import PBTCheckSteps, TrialScheduler, make_scheduler
 
+CREATES_PER_TICK = 32
+"""The most trial pods (new trials and retries) one tick creates; the rest go to the next
+tick, which follows at once (Plan.more_to_create). A tick's decisions wait for its writes to
+end, so at hundreds of free slots (a large experiment's start, a burst of prunes) an
+unbounded tick took seconds of creates while rung values already in Prometheus waited for
+the next one. Bounded, a tick writes at most about 2 x 32 creates, plus its decisions, and
+the next tick reads the rungs again; Kubernetes' ReplicaSet controller bounds the creates
+of one sync the same way (burstReplicas)."""
+
 
 def build_scheduler(spec: TuneExperimentSpec) -> TrialScheduler:
     """A fresh scheduler of the kind and with the settings `spec.scheduler` names."""
@@ -51,12 +60,13 @@ def build_scheduler(spec: TuneExperimentSpec) -> TrialScheduler:
 
 def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[PodView],
               snapshot: Mapping[str, TrialMetrics] | None, now: str,
-              metrics_error: str | None = None) -> Plan:
+              metrics_error: str | None = None, creates: int = CREATES_PER_TICK) -> Plan:
     """Decide this tick's actions for one experiment, from what was read of it.
 
     `snapshot` is one Prometheus read of every trial's metrics, None when
     Prometheus could not be read (`metrics_error` says why) or nothing runs;
-    `now` is the RFC 3339 time written into the statuses. Pure: the same inputs
+    `now` is the RFC 3339 time written into the statuses; at most `creates` pods are
+    started (retries first), the rest by the next tick. Pure: the same inputs
     give the same Plan, so an operator restarted at any moment decides the same.
     """
     spec = exp.spec
@@ -104,11 +114,17 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
         for retry in retries:
             if unfinished >= spec.max_concurrent_trials:
                 break
+            if len(plan.new_pods) >= creates:
+                plan.more_to_create = True
+                break
             plan.new_pods.append(retry)
             unfinished += 1
         next_index = max((t.index for t in ordered_trials), default=-1) + 1
         next_index = max([next_index, *(p.index + 1 for p in recreated)])
         while unfinished < spec.max_concurrent_trials and next_index < total:
+            if len(plan.new_pods) >= creates:
+                plan.more_to_create = True
+                break
             params = configs.config(next_index)
             plan.new_trials.append(NewTrial(next_index, params, configs.state(next_index)))
             name = trial_name(exp.name, next_index)
