@@ -37,8 +37,9 @@ NAMESPACED_RULES: dict[tuple[str, str], tuple[set[str], str]] = {
     ("", "pods"): ({"list", "watch", "create", "delete"},
                    "Gateway.list_pods, create_pod, delete_pod; the watch-fed view"),
     ("", "events"): ({"create"}, "kopf.event posts core v1 Events"),
-    ("batch", "jobs"): ({"list", "create", "delete"},
-                        "Gateway.list_jobs, create_job, delete_job (multi-worker trials)"),
+    ("batch", "jobs"): ({"list", "watch", "create", "delete"},
+                        "Gateway.list_jobs, create_job, delete_job (multi-worker trials); "
+                        "the watch-fed view"),
     ("", "services"): ({"create"}, "Gateway.create_service (a multi-worker trial's workers)"),
 }
 # Whole-trial admission reads every node's GPUs and what the cluster's pods and worker Jobs

@@ -91,10 +91,11 @@ Never Secrets: trial pods that use Secrets get them from the kubelet, not from t
   resources: ["events"]
   verbs: ["create"]
 # Multi-worker trials (spec.workers): Gateway.list_jobs / create_job / delete_job (an
-# Indexed Job per attempt) and create_service (the headless Service its workers resolve under).
+# Indexed Job per attempt), the operator's watch-fed view of them, and create_service (the
+# headless Service its workers resolve under).
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "create", "delete"]
+  verbs: ["list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["create"]

@@ -1,10 +1,12 @@
-"""The reconcile tick's multi-worker part: read the Jobs, admit whole, create and delete them.
+"""The reconcile tick's multi-worker part: fold the Jobs, admit whole, create and delete them.
 
 Only for an experiment whose spec.workers may give a trial more than one pod; any other
 experiment never reaches this module, so a one-pod trial behaves exactly as before.
 The decisions stay in the pure planner (planner/groups.py folds an attempt's Job and
 pods into one view, planner/admission.py decides what fits); this module makes the
-reads and the writes they need.
+reads and the writes they need. The experiment's Jobs come with its pods (the watch-fed
+view, view.py, or the tick's own lists without it); only whole-trial admission lists,
+cluster-wide, when a tick has attempts to start.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ def check(spec: TuneExperimentSpec) -> None:
                                 "(from spec.workers); remove it")
 
 
-def read(gw: Gateway, namespace: str, experiment: str,
+def read(worker_jobs: list[dict[str, Any]],
          pods: list[dict[str, Any]]) -> tuple[Groups, list[dict[str, Any]]]:
     """The experiment's worker Jobs folded with their pods, and its plain trial pods."""
-    groups, plain = read_groups(gw.list_jobs(namespace, experiment), pods)
+    groups, plain = read_groups(worker_jobs, pods)
     return groups, [dict(p) for p in plain]
 
 

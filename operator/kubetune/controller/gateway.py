@@ -113,8 +113,9 @@ class Gateway:
     count_write: Callable[[str, str], None] = lambda verb, resource: None
     """Called with (verb, resource) before each write, for the operator's own metrics."""
     written: Callable[[str, dict[str, Any], bool], None] = lambda kind, answer, created: None
-    """Called with ("trials" or "pods", the apiserver's answer, whether it was a create)
-    after each write of a TuneTrial or a Pod: the watch-fed view's read-your-writes."""
+    """Called with ("trials", "pods" or "jobs", the apiserver's answer, whether it was a
+    create) after each write of a TuneTrial, a Pod or a worker Job: the watch-fed view's
+    read-your-writes."""
     timeout: float = 30.0
     """Seconds one call may take before it fails (a transient error, retried)."""
     core: client.CoreV1Api = field(init=False)
@@ -292,9 +293,10 @@ class Gateway:
         self.count_write("create", "jobs")
         try:
             with _call("create", "jobs", meta["name"]):
-                client.BatchV1Api(self.api).create_namespaced_job(
+                resp = client.BatchV1Api(self.api).create_namespaced_job(
                     meta["namespace"], cast(Any, dict(body)), _preload_content=False,
                     _request_timeout=self.timeout)
+            self.written("jobs", _answer(cast(Any, resp).data), True)
         except ApiCallError as e:
             if e.status != 409:
                 raise
@@ -314,10 +316,11 @@ class Gateway:
         self.count_write("delete", "jobs")
         try:
             with _call("delete", "jobs", name):
-                client.BatchV1Api(self.api).delete_namespaced_job(
+                resp = client.BatchV1Api(self.api).delete_namespaced_job(
                     name, namespace, grace_period_seconds=grace_seconds,
                     propagation_policy="Foreground", _preload_content=False,
                     _request_timeout=self.timeout)
+            self.written("jobs", _answer(cast(Any, resp).data), False)
         except ApiCallError as e:
             if e.status != 404:
                 raise

@@ -70,7 +70,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         return str(memo.kubetune.settings.prometheus_url)
 
     # The watch-fed view (view.py): kopf lists each kind once at start, then follows its
-    # watch, and starts the loops below only once both indices are filled.
+    # watch, and starts the loops below only once every index is filled.
     @kopf.index(GROUP, VERSION, TRIAL_PLURAL, registry=registry, id=view.TRIALS,
                 labels={contract.EXPERIMENT_LABEL: kopf.PRESENT})
     def kubetune_trials(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
@@ -80,6 +80,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
                 labels={contract.EXPERIMENT_LABEL: kopf.PRESENT})
     def kubetune_pods(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
         return view.entry(body)
+
+    @kopf.index("batch", "v1", "jobs", registry=registry, id=view.JOBS,
+                labels={contract.EXPERIMENT_LABEL: kopf.PRESENT})
+    def kubetune_jobs(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
+        return view.entry(body)  # a multi-worker trial's attempts (distributed.py)
 
     # A change that frees a slot or ends a trial wakes its experiment's loop (wake.py). These
     # run after kopf has put the event into the indices above, so the woken tick sees it.
@@ -120,7 +125,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             # a worker thread, with the context kopf.event needs.
             trials = view.snapshot(kwargs.get(view.TRIALS), key)
             pods = view.snapshot(kwargs.get(view.PODS), key)
-            observed = view.observe(ctx.writes, key, trials, pods)
+            worker_jobs = view.snapshot(kwargs.get(view.JOBS), key)
+            observed = view.observe(ctx.writes, key, trials, pods, worker_jobs)
             run = functools.partial(_timed_tick, ctx, body, memo.errors, logger, observed)
             again = await asyncio.get_running_loop().run_in_executor(
                 memo.executor, contextvars.copy_context().run, run)

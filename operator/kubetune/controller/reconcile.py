@@ -91,7 +91,8 @@ def reconcile_once(ctx: OperatorContext, body: kopf.Body, history: ErrorHistory,
                    logger: kopf.Logger, observed: Observed | None = None) -> bool:
     """One tick of one experiment, every error of which lands on that experiment.
 
-    `observed` is the watch-fed view of its trials and pods; without it they are listed.
+    `observed` is the watch-fed view of its trials, pods and worker Jobs; without it they
+    are listed.
     Returns whether the experiment has more to do at once (Plan.more_to_create).
 
     Raises kopf.TemporaryError (with the backoff's delay) after a transient error only.
@@ -191,11 +192,12 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
     _check_prometheus_url(ctx.settings, spec)
     distributed.check(spec)
     if observed is None:
-        observed = Observed(gw.list_trials(namespace, name), gw.list_pods(namespace, name))
+        observed = Observed(gw.list_trials(namespace, name), gw.list_pods(namespace, name),
+                            gw.list_jobs(namespace, name) if distributed.multi(spec) else [])
     trials, pods = observed.trials, observed.pods
     groups = None  # a multi-worker attempt (a Job and its pods) is one view
     if distributed.multi(spec):
-        groups, pods = distributed.read(gw, namespace, name, pods)
+        groups, pods = distributed.read(observed.jobs, pods)
     trial_views = [TrialView.from_body(t) for t in trials]
     pod_views = [PodView.from_body(p) for p in pods] + (groups.views if groups else [])
     snapshot = None

@@ -1,11 +1,14 @@
-"""The operator's in-memory view of TuneTrials and trial Pods, fed by watches.
+"""The operator's in-memory view of TuneTrials, trial Pods and worker Jobs, fed by watches.
 
-Two kopf indices (registered in handlers.py) keep every TuneTrial and every Pod that
-carries kubetune's experiment label, keyed by (namespace, experiment). kopf fills them
-from one LIST per kind when it starts, then from the watch streams, and relists after a
-watch that cannot resume; it runs no other handler before every index is filled, so the
-first tick after a (re)start sees everything that was persisted. A tick reads this view
-instead of listing: in the steady state the operator sends no LIST to the apiserver.
+Three kopf indices (registered in handlers.py) keep every TuneTrial, every Pod and every
+Job (a multi-worker trial's attempt) that carries kubetune's experiment label, keyed by
+(namespace, experiment). kopf fills them from one LIST per kind when it starts, then from
+the watch streams, and relists after a watch that cannot resume; it runs no other handler
+before every index is filled, so the first tick after a (re)start sees everything that
+was persisted. A tick reads this view instead of listing: in the steady state the
+operator sends no LIST to the apiserver (whole-trial admission, which lists the
+cluster's nodes, pods and Jobs when a multi-worker attempt is due to start, is no read
+of the view).
 
 The view lags the operator's own writes by one watch event. `Writes` keeps what the
 apiserver answered to each of them (read-your-writes by resourceVersion) until the
@@ -19,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubetune.contract import EXPERIMENT_LABEL
@@ -28,6 +31,8 @@ TRIALS = "kubetune_trials"
 """The id of the TuneTrial index, and the handler argument kopf passes it as."""
 PODS = "kubetune_pods"
 """The id of the trial Pod index, and the handler argument kopf passes it as."""
+JOBS = "kubetune_jobs"
+"""The id of the worker Job index, and the handler argument kopf passes it as."""
 
 PENDING_SECONDS = 60.0
 """How long a write the watch has not confirmed is kept (an object deleted by someone
@@ -61,10 +66,12 @@ def snapshot(index: Mapping[Key, Iterable[Any]] | None, key: Key) -> list[dict[s
 
 @dataclass
 class Observed:
-    """What one tick reads: the experiment's TuneTrials and Pods."""
+    """What one tick reads: the experiment's TuneTrials, Pods and worker Jobs."""
 
     trials: list[dict[str, Any]]
     pods: list[dict[str, Any]]
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    """Only a multi-worker experiment has any (an Indexed Job per attempt)."""
 
 
 def _version(body: Mapping[str, Any]) -> int | None:
@@ -93,7 +100,8 @@ class Writes:
         self._pending: dict[tuple[str, str, str], _Pending] = {}
 
     def record(self, kind: str, answer: Mapping[str, Any], *, created: bool) -> None:
-        """Remember the apiserver's answer to a write of a `kind` object ("trials", "pods")."""
+        """Remember the apiserver's answer to a write of a `kind` object ("trials", "pods",
+        "jobs")."""
         version = _version(answer)
         meta = answer.get("metadata") or {}
         if version is None or answer.get("kind") == "Status" or not meta.get("name"):
@@ -130,7 +138,8 @@ class Writes:
 
 
 def observe(writes: Writes, key: Key, trials: list[dict[str, Any]],
-            pods: list[dict[str, Any]]) -> Observed:
+            pods: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> Observed:
     """A tick's reads: the view's snapshot under `key` with the operator's own writes."""
     return Observed(trials=writes.merge("trials", key, trials),
-                    pods=writes.merge("pods", key, pods))
+                    pods=writes.merge("pods", key, pods),
+                    jobs=writes.merge("jobs", key, jobs))
