@@ -107,15 +107,17 @@ class TrivialRun:
 @contextmanager
 def trivial_run(cluster: Any, api: Any, work: Path, namespace: str, trials: int,
                 concurrency: int, seconds_per_step: float, timeout: float,
-                operator_name: str) -> Iterator[TrivialRun]:
-    """Run the trivial experiment in a new `namespace` with an operator of the defaults,
-    until it ends or `timeout` passes; the operator runs until the block ends."""
+                operator_name: str, tick: float | None = None) -> Iterator[TrivialRun]:
+    """Run the trivial experiment in a new `namespace` with an operator of the defaults
+    (its tick `tick` when given), until it ends or `timeout` passes; the operator runs
+    until the block ends."""
     from kubernetes import client
     from tests.support.operator import OperatorProcess
 
     custom = client.CustomObjectsApi(api)
     _namespace(client.CoreV1Api(api), namespace)
-    operator = OperatorProcess(cluster, work, tick=default_tick(), name=operator_name)
+    operator = OperatorProcess(cluster, work, tick=default_tick() if tick is None else tick,
+                               name=operator_name)
     operator.start()
     try:
         load0 = _load()

@@ -4,8 +4,8 @@
     python -m benchmarks.react_to_change --tick 20 --trials 8
 
 One TuneExperiment of `--trials` trivial trials of the reference trainer's simulated mode
-(the per-trial benchmark's experiment, benchmarks/per_trial.py) with one running at a
-time, on the local control plane, the operator started with `--tick`. A watch on the
+with one running at a time (the per-trial benchmark's run, benchmarks/per_trial.py
+`trivial_run`), on the local control plane, the operator started with `--tick`. A watch on the
 namespace's pods notes when each pod is first seen and when it is first seen finished
 (Succeeded or Failed, or gone); the reaction of trial i is the time from its pod's end to
 the first sight of trial i+1's pod. With a tick alone the reaction is up to one tick; an
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.per_trial import GROUP, VERSION, _load, _namespace, trivial_experiment
+from benchmarks.per_trial import _load, trivial_run
 
 
 def _watch(core: Any, namespace: str, stop: threading.Event, added: dict[str, float],
@@ -46,49 +46,36 @@ def _watch(core: Any, namespace: str, stop: threading.Event, added: dict[str, fl
 
 def run(trials: int, tick: float, timeout: float) -> dict[str, Any]:
     from kubernetes import client, config
-    from tests.support.operator import OperatorProcess, install_crds
+    from tests.support.operator import install_crds
 
     from kubetune.devcluster import ClusterConfig, LocalCluster
 
     base = "/dev/shm" if Path("/dev/shm").is_dir() else None
     work = Path(tempfile.mkdtemp(prefix="kubetune-react-", dir=base))
     cluster = LocalCluster(ClusterConfig(state_dir=work / "cluster", nodes=1, gpus_per_node=8))
+    namespace = f"react-{int(time.time())}"
+    added: dict[str, float] = {}
+    ended: dict[str, float] = {}
+    stop = threading.Event()
     try:
         cluster.up()
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
         install_crds(api)
-        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-        namespace = f"react-{int(time.time())}"
-        _namespace(core, namespace)
-        added: dict[str, float] = {}
-        ended: dict[str, float] = {}
-        stop = threading.Event()
-        watcher = threading.Thread(target=_watch, args=(core, namespace, stop, added, ended),
-                                   daemon=True)
+        # Watching a namespace that does not exist yet is allowed (and sees nothing).
+        watcher = threading.Thread(target=_watch, args=(client.CoreV1Api(api), namespace, stop,
+                                                        added, ended), daemon=True)
         watcher.start()
-        operator = OperatorProcess(cluster, work, tick=tick, name="operator")
-        operator.start()
-        load0 = _load()
         try:
-            started = time.monotonic()
-            custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, "tuneexperiments",
-                trivial_experiment("react", trials, 1, 0.01))
-            phase = ""
-            while time.monotonic() - started < timeout and phase not in ("Succeeded", "Failed"):
-                obj: Any = custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, "tuneexperiments", "react")
-                phase = (obj.get("status") or {}).get("phase", "")
-                time.sleep(0.2)
-            wall = time.monotonic() - started
+            with trivial_run(cluster, api, work, namespace, trials, 1, 0.01, timeout,
+                             "operator", tick=tick) as done:
+                phase, wall, load0 = done.phase, done.wall, done.load_before
         finally:
-            operator.kill()
             stop.set()
             watcher.join(timeout=10)
     finally:
         cluster.down()
         shutil.rmtree(work, ignore_errors=True)
-    pods = [f"react-{i}-1" for i in range(trials)]
+    pods = [f"trivial-{i}-1" for i in range(trials)]
     reactions = sorted(added[b] - ended[a] for a, b in itertools.pairwise(pods)
                        if a in ended and b in added)
     q = statistics.quantiles(reactions, n=10) if len(reactions) >= 2 else reactions * 9

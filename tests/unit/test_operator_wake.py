@@ -204,7 +204,7 @@ def test_a_failed_tick_waits_its_delay_whatever_wakes_it() -> None:
     assert 0.39 < ticks[2] - ticks[1] < 0.7, "the retry delay for an error without one"
 
 
-def test_woken_ticks_never_overlap_and_wait_as_long_as_the_last_took() -> None:
+def test_woken_ticks_never_overlap_and_follow_a_long_tick_after_the_settle() -> None:
     async def scenario() -> Loop:
         loop = Loop(interval=30, took=0.2)
         task = loop.start()
@@ -217,7 +217,8 @@ def test_woken_ticks_never_overlap_and_wait_as_long_as_the_last_took() -> None:
     loop = asyncio.run(scenario())
     assert not loop.overlapped
     gaps = [b - a for a, b in itertools.pairwise(loop.ticks)]
-    assert gaps and all(g >= 0.38 for g in gaps), gaps  # 0.2 s of tick, then 0.2 s of wait
+    # 0.2 s of tick, then the 0.05 s settle: no wait as long as the tick took
+    assert len(gaps) >= 3 and all(0.24 < g < 0.36 for g in gaps), gaps
 
 
 def test_a_tick_that_left_work_is_followed_after_the_settle_not_the_interval() -> None:
