@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
@@ -70,20 +70,22 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         return str(memo.kubetune.settings.prometheus_url)
 
     # The watch-fed view (view.py): kopf lists each kind once at start, then follows its
-    # watch, and starts the loops below only once every index is filled.
+    # watch, and starts the loops below only once every index is filled. The indexers are
+    # coroutines so that kopf runs them on its event loop: a sync one is handed to a worker
+    # thread for every watch event (a few per trial), which cost more than the indexing.
     @kopf.index(GROUP, VERSION, TRIAL_PLURAL, registry=registry, id=view.TRIALS,
                 labels={contract.EXPERIMENT_LABEL: kopf.PRESENT})
-    def kubetune_trials(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
+    async def kubetune_trials(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
         return view.entry(body)
 
     @kopf.index("v1", "pods", registry=registry, id=view.PODS,
                 labels={contract.EXPERIMENT_LABEL: kopf.PRESENT})
-    def kubetune_pods(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
+    async def kubetune_pods(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
         return view.entry(body)
 
     @kopf.index("batch", "v1", "jobs", registry=registry, id=view.JOBS,
                 labels={contract.EXPERIMENT_LABEL: kopf.PRESENT})
-    def kubetune_jobs(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
+    async def kubetune_jobs(body: kopf.Body, **_: Any) -> dict[view.Key, dict[str, Any]]:
         return view.entry(body)  # a multi-worker trial's attempts (distributed.py)
 
     # A change that frees a slot or ends a trial wakes its experiment's loop (wake.py). These
@@ -171,6 +173,24 @@ def _timed_tick(ctx: OperatorContext, body: kopf.Body, history: ErrorHistory,
         ctx.metrics.ticks.inc()
 
 
+DIFF_IGNORED = ("spec", "metadata")
+"""What kopf's diff base leaves out: with the status (always left out), everything."""
+
+
+class EmptyDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's annotation diff base, whose essence of an object is empty, as the stock one's
+    is with `DIFF_IGNORED` left out, built without the stock one's deep copy of the whole
+    body first (kopf builds it for every watch event of every kind it watches, a few per
+    trial). A handler on a field (none here), or an object with a top-level field of its
+    own besides spec and status, gets the stock build."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        if extra_fields or set(self.ignored_fields) != set(DIFF_IGNORED) or \
+                set(body) - {"apiVersion", "kind", "metadata", "spec", "status"}:
+            return super().build(body=body, extra_fields=extra_fields)
+        return cast(kopf.BodyEssence, {})
+
+
 def _configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | None = None) -> None:
     # Our own annotations and finalizer name, so kopf's bookkeeping reads as kubetune's.
     settings.persistence.finalizer = contract.FINALIZER
@@ -179,8 +199,8 @@ def _configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | No
     # No handler reacts to changes (the loop reads the whole object), so kopf's diff base
     # is kept empty: a copy of a large spec in an annotation (limited to 256 KiB in all)
     # would make every kopf patch fail, the finalizer's removal included.
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=contract.ANNOTATIONS_PREFIX, ignored_fields=["spec", "metadata"])
+    settings.persistence.diffbase_storage = EmptyDiffBase(
+        prefix=contract.ANNOTATIONS_PREFIX, ignored_fields=DIFF_IGNORED)
     # Every Event is posted explicitly (failures rate-limited, reconcile.py): kopf's own
     # log lines (a success or a retry per tick) never become Events.
     settings.posting.level = logging.CRITICAL
