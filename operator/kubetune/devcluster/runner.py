@@ -39,9 +39,10 @@ Of the kubelet it imitates what an operator can observe through the API:
 - farm: a pod annotated `kubetune.io/dev-farm: "true"` (`contract.ANNOTATION_FARM`)
   that runs the simulated trainer is a thread of this runner, not a process (`farm`);
 - nodes: each node's kubelet reports its own pods, in parallel with the others'; here
-  the reports of ended containers and the completed deletions go out on `LANES` threads,
-  each pod on one of them, so a pod's reports keep their order and a burst of pods
-  ending does not queue every deletion behind one thread's requests.
+  the reports of started pods and ended containers and the completed deletions go out on
+  `LANES` threads, each pod on one of them, so a pod's reports keep their order, and
+  neither a burst of starts nor one of ends queues the watch's next event (a deletion)
+  behind one thread's requests.
 
 Not imitated: init containers, probes, restarts (restartPolicy is Never for
 trials), volumes other than claims and configMaps (`podenv`) and CPU limits.
@@ -247,7 +248,8 @@ class Runner:
                                            containers=containers, started_at=started,
                                            log_file=log_file, sd_file=sd_file)
         log.info("started %s/%s as pids %s", ns, name, [c.proc.pid for c in containers])
-        self._patch_status(ns, name, self._status(local))
+        # On its lane, ahead of any report of its end (the reaper sees it after this lock).
+        self._in_lane(uid, self._patch_status, ns, name, self._status(local))
 
     def _wait(self, pod: dict[str, Any], container: str, reason: str, message: str,
               started: str, *, retry: bool) -> None:
