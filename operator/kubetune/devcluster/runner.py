@@ -37,12 +37,7 @@ Of the kubelet it imitates what an operator can observe through the API:
   headless Service resolves to 127.0.0.1, and each Job's pods share a free
   rendezvous port of their own in place of PET_MASTER_PORT (`clusterdns`);
 - farm: a pod annotated `kubetune.io/dev-farm: "true"` (`contract.ANNOTATION_FARM`)
-  that runs the simulated trainer is a thread of this runner, not a process (`farm`);
-- nodes: each node's kubelet reports its own pods, in parallel with the others'; here
-  the reports of started pods and ended containers and the completed deletions go out on
-  `LANES` threads, each pod on one of them, so a pod's reports keep their order, and
-  neither a burst of starts nor one of ends queues the watch's next event (a deletion)
-  behind one thread's requests.
+  that runs the simulated trainer is a thread of this runner, not a process (`farm`).
 
 Not imitated: init containers, probes, restarts (restartPolicy is Never for
 trials), volumes other than claims and configMaps (`podenv`) and CPU limits.
@@ -60,9 +55,6 @@ import signal
 import sys
 import threading
 import time
-import zlib
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,10 +84,6 @@ from kubetune.devcluster.sandbox import pods_root
 from kubetune.devcluster.scrape import register_target
 
 log = logging.getLogger("kubetune.runner")
-
-LANES = 4
-"""Threads that send the status reports and deletions of ended pods, a pod always on the
-same one (its reports in order)."""
 
 
 @dataclass
@@ -140,14 +128,6 @@ class Runner:
         self.finished: set[str] = set()
         self.lock = threading.RLock()
         self.stopping = threading.Event()
-        self.lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"lane-{i}")
-                      for i in range(LANES)]
-
-    def _in_lane(self, uid: str, fn: Callable[..., None], *args: Any) -> None:
-        """Send `fn(*args)` on the pod `uid`'s lane, after what it sent before."""
-        lane = self.lanes[zlib.crc32(uid.encode()) % LANES]
-        with contextlib.suppress(RuntimeError):  # shutting down
-            lane.submit(fn, *args)
 
     # -- API helpers ------------------------------------------------------------------
     def _patch_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
@@ -248,8 +228,7 @@ class Runner:
                                            containers=containers, started_at=started,
                                            log_file=log_file, sd_file=sd_file)
         log.info("started %s/%s as pids %s", ns, name, [c.proc.pid for c in containers])
-        # On its lane, ahead of any report of its end (the reaper sees it after this lock).
-        self._in_lane(uid, self._patch_status, ns, name, self._status(local))
+        self._patch_status(ns, name, self._status(local))
 
     def _wait(self, pod: dict[str, Any], container: str, reason: str, message: str,
               started: str, *, retry: bool) -> None:
@@ -335,12 +314,10 @@ class Runner:
                     with contextlib.suppress(OSError):
                         local.sd_file.unlink()
                 if local.terminating:
-                    self._in_lane(local.uid, self._finish_deletion, local.namespace,
-                                  local.name, local.uid)
+                    self._finish_deletion(local.namespace, local.name, local.uid)
                     continue
             if not local.terminating:
-                self._in_lane(local.uid, self._patch_status, local.namespace, local.name,
-                              self._status(local))
+                self._patch_status(local.namespace, local.name, self._status(local))
 
     def reaper(self) -> None:
         while not self.stopping.is_set():
@@ -395,8 +372,6 @@ class Runner:
 
     def shutdown(self) -> None:
         self.stopping.set()
-        for lane in self.lanes:
-            lane.shutdown(wait=False, cancel_futures=True)
         with self.lock:
             for local in self.local.values():
                 for c in local.containers:
