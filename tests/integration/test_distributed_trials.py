@@ -357,8 +357,8 @@ def test_whole_trial_admission_never_places_part_of_a_trial(
         core.patch_node(n, {"spec": {"unschedulable": True}})
     try:
         create(api_client, namespace, worker_experiment(
-            "gang", [0.5, 0.6, 0.7, 0.8, 0.9], workers={"count": 3}, steps=5, sleep=0.4,
-            concurrency=3))
+            "gang", [0.5, 0.6, 0.7, 0.8, 0.9], workers={"count": 3}, steps=8, sleep=0.4,
+            concurrency=3))  # 3.2 s of steps: two trials admitted together overlap
         saw_limited = wait_for(lambda: next((
             c for c in (custom(api_client).get_namespaced_custom_object(
                 GROUP, VERSION, namespace, "tuneexperiments", "gang").get("status") or {}
