@@ -171,6 +171,24 @@ def _multi_experiment(cap: int, trials_total: int) -> Any:
     return ExperimentView(name="gang", namespace="ns", generation=1, spec=spec, status={})
 
 
+def test_a_tick_left_waiting_for_capacity_is_not_followed_at_once() -> None:
+    from kubetune.controller.planner import plan_tick
+    from kubetune.controller.planner.admission import plan_admission
+    from kubetune.controller.planner.plan import CREATES_PER_TICK
+
+    exp = _multi_experiment(cap=CREATES_PER_TICK + 8, trials_total=CREATES_PER_TICK + 8)
+    now = "2026-01-01T00:00:00Z"
+    fits = Capacity.read([node(f"n{i}", 8) for i in range(CREATES_PER_TICK)], [])
+    plan = plan_tick(exp, [], [], None, now)
+    assert plan.more_to_create, "the creates were bounded"
+    plan_admission(plan, exp.spec, [], fits, now, [], 1, "gang")
+    assert plan.more_to_create and len(plan.new_pods) == CREATES_PER_TICK, "all fit: go on"
+    plan = plan_tick(exp, [], [], None, now)
+    plan_admission(plan, exp.spec, [], Capacity.read([node("a", 4)], []), now, [], 1, "gang")
+    assert len(plan.new_pods) == 1 and not plan.more_to_create, \
+        "a trial waits for GPUs: the loop ticks again on a wake or the interval"
+
+
 def test_a_tick_admits_what_fits_and_the_rest_waits_in_its_slot() -> None:
     from kubetune.controller.planner import TrialView, plan_tick
     from kubetune.controller.planner.admission import plan_admission

@@ -189,6 +189,8 @@ def plan_admission(plan: Plan, spec: TuneExperimentSpec, trials: Sequence[TrialV
     admitted, waiting = admit_in_order(capacity, attempts)
     keep = set(admitted)
     plan.new_pods = [p for p in plan.new_pods if p.trial in keep]
+    if waiting:  # what is left waits for capacity (a wake or the interval), not at once
+        plan.more_to_create = False
     stored = {t.name: t.status for t in trials}
     for w in waiting:
         message = capacity_message([w])
