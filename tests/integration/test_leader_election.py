@@ -103,12 +103,15 @@ def test_two_operators_one_leads_the_other_takes_over_after_sigkill(
             standby_log = second.log.read_text()
             assert "stands by" in standby_log and "kubetune operator:" not in standby_log, \
                 "the standby must not start reconciling while the leader lives"
-            before = {e.metadata.uid for e in events(api_client, ns)}
-            assert before and all(e.reporting_instance == leader
-                                  for e in events(api_client, ns)), "only the leader posts"
+            posted_before = events(api_client, ns)
+            assert posted_before and all(e.reporting_instance == leader
+                                         for e in posted_before), "only the leader posts"
 
             killed_at, killed_wall = time.monotonic(), datetime.now(UTC)
             first.kill()  # SIGKILL: no release, the Lease must expire
+            # Everything posted so far is the killed leader's (it ticked on until the kill);
+            # the standby can post nothing before it holds the Lease, a lease duration later.
+            before = {e.metadata.uid for e in events(api_client, ns)}
             new = wait_for(lambda: (h := holder(api_client, lease)) != leader and h,
                            timeout=30, interval=0.1, what="the standby to take over")
             takeover = time.monotonic() - killed_at
