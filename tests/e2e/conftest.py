@@ -38,8 +38,9 @@ def finished(api_client: client.ApiClient, operator: Any, module_namespace: str)
     """A scripted ASHA experiment of six trials, run to the end; one trial needed a retry."""
     cases = [{"quality": q, "fail_attempts": 1 if i == FLAKY_INDEX else 0}
              for i, q in enumerate(QUALITIES)]
-    # 0.6 s per step: slow enough for Prometheus (1 s scrapes) to see most steps.
-    body = scripted_experiment("cli", [0.5], concurrency=3, sleep=0.6,
+    # 1 s per step: slow enough for Prometheus (1 s scrapes) to see most steps, after the
+    # up to 5 s it takes to scrape a new target (its discovery updates are throttled).
+    body = scripted_experiment("cli", [0.5], concurrency=3, sleep=1.0,
                                extra_space={"case": {"grid": cases}})
     ec = ExperimentClient(api_client=api_client, namespace=module_namespace)
     ec.create_experiment(body)
