@@ -191,12 +191,13 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
     _check_template(spec)
     _check_prometheus_url(ctx.settings, spec)
     distributed.check(spec)
+    multi = distributed.multi(spec)
     if observed is None:
         observed = Observed(gw.list_trials(namespace, name), gw.list_pods(namespace, name),
-                            gw.list_jobs(namespace, name) if distributed.multi(spec) else [])
+                            gw.list_jobs(namespace, name) if multi else [])
     trials, pods = observed.trials, observed.pods
     groups = None  # a multi-worker attempt (a Job and its pods) is one view
-    if distributed.multi(spec):
+    if multi:
         groups, pods = distributed.read(observed.jobs, pods)
     trial_views = [TrialView.from_body(t) for t in trials]
     pod_views = [PodView.from_body(p) for p in pods] + (groups.views if groups else [])

@@ -111,20 +111,18 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
         stop_for_budget(plan, spec, ordered_trials, pods_of, states, snapshot,
                         budget_message(spec, spent), now)
     if not too_many_failed and fatal is None and spent is None:
+        def bounded() -> bool:  # this tick's creates are spent: the next tick goes on
+            plan.more_to_create = len(plan.new_pods) >= creates
+            return plan.more_to_create
+
         for retry in retries:
-            if unfinished >= spec.max_concurrent_trials:
-                break
-            if len(plan.new_pods) >= creates:
-                plan.more_to_create = True
+            if unfinished >= spec.max_concurrent_trials or bounded():
                 break
             plan.new_pods.append(retry)
             unfinished += 1
         next_index = max((t.index for t in ordered_trials), default=-1) + 1
         next_index = max([next_index, *(p.index + 1 for p in recreated)])
-        while unfinished < spec.max_concurrent_trials and next_index < total:
-            if len(plan.new_pods) >= creates:
-                plan.more_to_create = True
-                break
+        while unfinished < spec.max_concurrent_trials and next_index < total and not bounded():
             params = configs.config(next_index)
             plan.new_trials.append(NewTrial(next_index, params, configs.state(next_index)))
             name = trial_name(exp.name, next_index)
