@@ -94,10 +94,7 @@ def test_two_operators_one_leads_the_other_takes_over_after_sigkill(
                 ts = trials(api_client, ns)
                 done = [t for t in ts.values()
                         if (t.get("status") or {}).get("state") in ("Succeeded", "Pruned")]
-                created = [t for t in about_trials(events(api_client, ns))
-                           if t.reason == "TrialCreated"]
-                # Kill between ticks: every trial created so far is named in a posted Event.
-                return len(done) >= 2 and len(created) == len(ts) < len(QUALITIES)
+                return len(done) >= 2 and len(ts) < len(QUALITIES)
 
             wait_for(some_trials_done, timeout=120, interval=0.1, what="two trials done")
             standby_log = second.log.read_text()
@@ -137,9 +134,9 @@ def test_two_operators_one_leads_the_other_takes_over_after_sigkill(
     assert max(per_trial.values()) == 1, [k for k, n in per_trial.items() if n > 1]
     created = Counter(t.trial for t in about_trials(posted) if t.reason == "TrialCreated")
     assert set(created) <= set(two["trials"]) and max(created.values()) == 1
-    # An Event is posted after the write it reports, so a leader SIGKILLed between creating a
-    # trial and posting its Event loses that one Event (the checks above cannot close the race
-    # with the kill). Only trials the killed leader created may lack one: none the new leader made.
+    # An Event is posted after the write it reports, and Normal decisions are held back to be
+    # merged (controller/pace.py), so a SIGKILLed leader loses the Events of trials it created
+    # last. Only trials the killed leader created may lack one: none the new leader made.
     unreported = set(two["trials"]) - set(created)
     born = {n: t["metadata"]["creationTimestamp"] for n, t in trials(api_client, ns).items()}
     assert all(datetime.fromisoformat(born[n].replace("Z", "+00:00"))

@@ -30,6 +30,7 @@ from kubetune.api import (
     validate_experiment_spec,
 )
 from kubetune.controller import reconcile
+from kubetune.controller.pace import DecisionEvents
 from kubetune.controller.planner import (
     ExperimentView,
     Plan,
@@ -237,7 +238,8 @@ def test_an_invalid_spec_is_reported_with_a_status_the_crd_accepts(
         def set_experiment(self, *_: Any) -> None: ...
 
     monkeypatch.setattr(reconcile.kopf, "event", lambda *a, **k: None)
-    ctx: Any = type("Ctx", (), {"gateway": Gateway(), "metrics": Metrics()})()
+    ctx: Any = type("Ctx", (), {"gateway": Gateway(), "metrics": Metrics(),
+                                "decision_events": DecisionEvents()})()
     body = {"metadata": {"name": "exp", "namespace": "ns", "uid": "u", "generation": 2}}
     logger: Any = type("L", (), {"warning": lambda *a: None})()
     reconcile._fail_invalid(ctx, body, SpecError("spec.numSamples", "must be >= 1, got 0"), logger)

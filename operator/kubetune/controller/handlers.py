@@ -148,6 +148,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         try:
             memo.kubetune.metrics.set_experiment(body["metadata"]["uid"], None, None)
             memo.kubetune.pace.forget(body["metadata"]["uid"])
+            memo.kubetune.decision_events.forget(body["metadata"]["uid"])
         except Exception as e:
             logger.warning("forgetting the experiment's metrics failed: %s", e)
 

@@ -48,8 +48,9 @@ from kubetune.controller.failures import (
 )
 from kubetune.controller.gateway import Gateway
 from kubetune.controller.metrics import OperatorMetrics
-from kubetune.controller.pace import StatusPace
+from kubetune.controller.pace import DecisionEvents, StatusPace, without_progress
 from kubetune.controller.planner import ExperimentView, Plan, PodView, TrialView, plan_tick
+from kubetune.controller.planner.actions import Event
 from kubetune.controller.planner.admission import Capacity, plan_admission
 from kubetune.controller.planner.events import aggregate
 from kubetune.controller.planner.groups import Groups, plan_worker_status
@@ -79,7 +80,9 @@ class OperatorContext:
     writers: Executor | None = None
     """Where a tick's writes run, one chain per trial (concurrent.py); None: in turn."""
     pace: StatusPace = field(default_factory=StatusPace)
-    """When a status write that changes only the trial counts is due (pace.py)."""
+    """When a status write that changes only the experiment's progress is due (pace.py)."""
+    decision_events: DecisionEvents = field(default_factory=DecisionEvents)
+    """The Normal trial-decision Events held back to be merged (pace.py)."""
 
 
 def now() -> str:
@@ -123,6 +126,7 @@ def _fail(ctx: OperatorContext, body: kopf.Body, failure: Failure, history: Erro
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
     if history.first_report(failure, time.monotonic()):
+        _post(body, ctx.decision_events.due(meta["uid"], [], ended=True), {})  # held ones first
         kopf.event(body, type="Warning", reason=failure.reason, message=failure.message)
         logger.warning("experiment failed: %s", failure.message)
     try:
@@ -308,23 +312,31 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
         created.setdefault(new_pod.trial, []).append(
             functools.partial(writes.create_pod, gw, spec, by_name, namespace, new_pod, groups))
     run_chains(ctx.writers, list(created.values()))
-    # 3. Events (one per decision kind on the experiment: planner/events.py) and its status.
-    for ev in aggregate(plan.events, name):
-        if ev.kind == "TuneExperiment":
-            target: Any = body
-        else:
-            uid = (by_name.get(ev.name) or {}).get("metadata", {}).get("uid")
-            target = _trial_ref(namespace, ev.name, uid)
-        kopf.event(target, type=ev.type, reason=ev.reason, message=ev.message)
+    # 3. Events (one per decision kind on the experiment: planner/events.py, merged over
+    # ticks: pace.py) and its status.
     status = plan.experiment_status or TuneExperimentStatus()
+    ended = status.phase in TERMINAL_PHASES
+    _post(body, ctx.decision_events.due(meta["uid"], plan.events, ended=ended), by_name)
     patch = status.merge_patch()
     stored = body.get("status") or {}
-    if changes(stored, patch) and ctx.pace.due(meta["uid"], counts_only(stored, patch)):
+    if changes(stored, patch) and ctx.pace.due(meta["uid"], progress_only(stored, patch)):
         gw.patch_experiment_status(namespace, name, status)
     counts = Counter({k: v for k, v in (patch.get("trials") or {}).items() if k in COUNTED_STATES})
     ctx.metrics.set_experiment(meta["uid"], patch.get("phase"), counts)
     if plan.new_trials or plan.delete_pods:
         logger.info("created %d trials, deleted %d pods", len(plan.new_trials), len(plan.delete_pods))
+
+
+def _post(body: kopf.Body, events: list[Event], trials: Mapping[str, Mapping[str, Any]]) -> None:
+    """Post a tick's Events as planner/events.py aggregates them; `trials` by name."""
+    meta = body["metadata"]
+    for ev in aggregate(events, meta["name"]):
+        if ev.kind == "TuneExperiment":
+            target: Any = body
+        else:
+            uid = (trials.get(ev.name) or {}).get("metadata", {}).get("uid")
+            target = _trial_ref(meta["namespace"], ev.name, uid)
+        kopf.event(target, type=ev.type, reason=ev.reason, message=ev.message)
 
 
 def _trial_ref(namespace: str, name: str, uid: str | None) -> dict[str, Any]:
@@ -341,9 +353,10 @@ def without_nulls(value: Any) -> Any:
     return value
 
 
-def counts_only(stored: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
-    """True when the status patch `patch` changes nothing in `stored` but the trial counts."""
-    return not changes(stored, {k: v for k, v in patch.items() if k != "trials"})
+def progress_only(stored: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+    """True when the status patch `patch` changes nothing in `stored` but its progress: the
+    trial counts, the rung table, the running experiment's message (pace.py)."""
+    return not changes(without_progress(stored), without_progress(patch))
 
 
 def changes(stored: Any, patch: Any) -> bool:

@@ -21,6 +21,9 @@ what is posted:
   trials with the same Warning reason in one tick (a node lost, a template every pod
   refuses) are one incident: one Event on the experiment names them all, as above.
 
+The Normal ones are merged over ticks as well, before they reach `aggregate`
+(controller/pace.py `DecisionEvents`).
+
 Messages stay within MAX_MESSAGE_BYTES (kopf cuts longer ones in the middle): as many
 trials as fit, in the planner's order, then "and N more"; the trials not named keep
 their decision in their status. `decisions` reads an aggregated message back.
