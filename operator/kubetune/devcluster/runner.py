@@ -25,7 +25,9 @@ Of the kubelet it imitates what an operator can observe through the API:
 - deletion: SIGTERM to every process group, SIGKILL after the grace period,
   then the pod's deletion is completed; so a pod evicted through the Eviction
   API (the apiserver adds its DisruptionTarget condition and deletes it) ends as
-  a real one does;
+  a real one does. As the kubelet's pod workers are one per pod, a deletion is
+  acted on as soon as it is seen, never behind other pods' starts: the watch
+  thread signals, and starts go through a queue of their own (`starter`);
 - logs: the containers' output goes to one file (`contract.pod_log_path`),
   which `kubetune logs` reads (there is no kubelet API to stream it from);
 - scraping: the pod's metrics port is registered with Prometheus through
@@ -50,7 +52,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
+import queue
 import signal
 import sys
 import threading
@@ -59,8 +63,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 
 from kubetune import contract
 from kubetune.devcluster.clusterdns import PodNetwork
@@ -126,6 +131,9 @@ class Runner:
         self.local: dict[str, LocalPod] = {}
         self.waiting: dict[str, WaitingPod] = {}
         self.finished: set[str] = set()
+        self.starting: set[str] = set()
+        """Pods in the start queue, not started yet."""
+        self.starts: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self.lock = threading.RLock()
         self.stopping = threading.Event()
 
@@ -150,6 +158,8 @@ class Runner:
 
     # -- pod lifecycle ------------------------------------------------------------------
     def reconcile(self, pod: dict[str, Any]) -> None:
+        """Act on one watch event of a bound pod: a deletion at once (SIGTERM is a signal),
+        a start through the start queue, so that deletions never wait behind starts."""
         meta, spec = pod["metadata"], pod["spec"]
         uid = meta["uid"]
         if not spec.get("nodeName"):
@@ -159,6 +169,8 @@ class Runner:
             if meta.get("deletionTimestamp"):
                 self.waiting.pop(uid, None)
                 if local is None:
+                    self.finished.add(uid)  # a start still queued is skipped
+                    self.starting.discard(uid)
                     self._finish_deletion(meta["namespace"], meta["name"], uid)
                 elif not local.terminating:
                     grace = meta.get("deletionGracePeriodSeconds")
@@ -170,7 +182,7 @@ class Runner:
                 return
             phase = (pod.get("status") or {}).get("phase", "Pending")
             if (local is not None or uid in self.finished or uid in self.waiting
-                    or phase in ("Succeeded", "Failed")):
+                    or uid in self.starting or phase in ("Succeeded", "Failed")):
                 return
             if phase == "Running":
                 # Running before this runner started: its process is gone.
@@ -179,7 +191,22 @@ class Runner:
                     "RunnerRestarted", meta["name"], now()))
                 self.finished.add(uid)
                 return
-            self._start(pod)
+            self.starting.add(uid)
+        self.starts.put(pod)
+
+    def starter(self) -> None:
+        """Start the queued pods in turn, each unless it was deleted while it waited."""
+        while not self.stopping.is_set():
+            pod = self.starts.get()
+            uid = pod["metadata"]["uid"]
+            try:
+                with self.lock:
+                    if uid not in self.starting:
+                        continue
+                    self.starting.discard(uid)
+                    self._start(pod)
+            except Exception:  # keep playing the kubelet whatever one pod did
+                log.exception("starting %s failed", pod["metadata"]["name"])
 
     def _start(self, pod: dict[str, Any], started: str | None = None) -> None:
         meta, spec = pod["metadata"], pod["spec"]
@@ -331,6 +358,7 @@ class Runner:
         with self.lock:
             local = self.local.get(uid)
             self.finished.discard(uid)
+            self.starting.discard(uid)
             self.waiting.pop(uid, None)
         if local is not None:
             local.terminating = True
@@ -339,27 +367,17 @@ class Runner:
 
     def run(self) -> None:
         threading.Thread(target=self.reaper, name="reaper", daemon=True).start()
+        threading.Thread(target=self.starter, name="starter", daemon=True).start()
         resource_version = ""
         while not self.stopping.is_set():
             try:
                 if not resource_version:
-                    pods = self.api.list_pod_for_all_namespaces(field_selector="spec.nodeName!=")
-                    resource_version = str(pods.metadata.resource_version)  # type: ignore[union-attr]
-                    for pod in pods.items:
-                        self.reconcile(self.api.api_client.sanitize_for_serialization(pod))
-                w = watch.Watch()
-                for event in w.stream(self.api.list_pod_for_all_namespaces,
-                                      field_selector="spec.nodeName!=",
-                                      resource_version=resource_version,
-                                      timeout_seconds=60, allow_watch_bookmarks=True):
-                    obj = event["raw_object"]
-                    resource_version = obj["metadata"].get("resourceVersion", resource_version)
-                    if event["type"] == "BOOKMARK":
-                        continue
-                    if event["type"] == "DELETED":
-                        self.forget(obj["metadata"]["uid"])
-                    else:
-                        self.reconcile(obj)
+                    listed = json.loads(self.api.list_pod_for_all_namespaces(
+                        field_selector="spec.nodeName!=", _preload_content=False).data)
+                    resource_version = str(listed["metadata"]["resourceVersion"])
+                    for pod in listed["items"]:
+                        self.reconcile(pod)
+                resource_version = self._watch(resource_version)
             except ApiException as e:
                 if e.status == 410:
                     resource_version = ""
@@ -369,6 +387,34 @@ class Runner:
             except Exception:
                 log.exception("watch loop failed")
                 time.sleep(0.5)
+
+    def _watch(self, resource_version: str) -> str:
+        """One watch of the bound pods from `resource_version`, as plain JSON (the client's
+        models cost more than the rest of an event's handling); returns where it ended,
+        "" when that version has expired (410 Gone)."""
+        resp = self.api.list_pod_for_all_namespaces(
+            field_selector="spec.nodeName!=", resource_version=resource_version, watch=True,
+            timeout_seconds=60, allow_watch_bookmarks=True, _preload_content=False)
+        try:
+            for line in iter_resp_lines(resp):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                obj = event["object"]
+                if event["type"] == "ERROR":
+                    if obj.get("code") == 410:
+                        return ""
+                    raise ApiException(status=obj.get("code"), reason=obj.get("message"))
+                resource_version = obj["metadata"].get("resourceVersion", resource_version)
+                if event["type"] == "BOOKMARK":
+                    continue
+                if event["type"] == "DELETED":
+                    self.forget(obj["metadata"]["uid"])
+                else:
+                    self.reconcile(obj)
+        finally:
+            resp.release_conn()
+        return resource_version
 
     def shutdown(self) -> None:
         self.stopping.set()
