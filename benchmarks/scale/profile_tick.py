@@ -1,5 +1,6 @@
 """Profile one planner tick at 2,000 trials (pure: no cluster), to split a tick's time
-between deciding and API I/O. Run: python -m benchmarks.scale.profile_tick"""
+between deciding and API I/O, and time a tick whose scheduler was kept from the tick
+before. Run: python -m benchmarks.scale.profile_tick"""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from kubetune.api import validate_experiment_spec
 from kubetune.controller.planner import (
     ExperimentView,
     PodView,
+    SchedulerCache,
     TrialMetrics,
     TrialView,
     plan_tick,
@@ -41,5 +43,10 @@ exp = ExperimentView("e", "ns", 1, spec, {})
 t = time.perf_counter()
 plan_tick(exp, trials, pods, snap, "2026-01-01T00:00:00Z")
 print("plan_tick 2000 trials: %.3f s" % (time.perf_counter() - t))
+cache = SchedulerCache()
+plan_tick(exp, trials, pods, snap, "2026-01-01T00:00:00Z", schedulers=cache)
+t = time.perf_counter()
+plan_tick(exp, trials, pods, snap, "2026-01-01T00:00:00Z", schedulers=cache)
+print("plan_tick 2000 trials, cached scheduler: %.3f s" % (time.perf_counter() - t))
 cProfile.run('plan_tick(exp, trials, pods, snap, "2026-01-01T00:00:00Z")', PROFILE)
 pstats.Stats(PROFILE).sort_stats('cumulative').print_stats(12)

@@ -149,6 +149,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             memo.kubetune.metrics.set_experiment(body["metadata"]["uid"], None, None)
             memo.kubetune.pace.forget(body["metadata"]["uid"])
             memo.kubetune.decision_events.forget(body["metadata"]["uid"])
+            memo.kubetune.schedulers.forget_experiment(body["metadata"]["namespace"],
+                                                       body["metadata"]["name"])
         except Exception as e:
             logger.warning("forgetting the experiment's metrics failed: %s", e)
 

@@ -49,7 +49,14 @@ from kubetune.controller.failures import (
 from kubetune.controller.gateway import Gateway
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.pace import DecisionEvents, StatusPace, without_progress
-from kubetune.controller.planner import ExperimentView, Plan, PodView, TrialView, plan_tick
+from kubetune.controller.planner import (
+    ExperimentView,
+    Plan,
+    PodView,
+    SchedulerCache,
+    TrialView,
+    plan_tick,
+)
 from kubetune.controller.planner.actions import Event
 from kubetune.controller.planner.admission import Capacity, plan_admission
 from kubetune.controller.planner.events import aggregate
@@ -83,6 +90,8 @@ class OperatorContext:
     """When a status write that changes only the experiment's progress is due (pace.py)."""
     decision_events: DecisionEvents = field(default_factory=DecisionEvents)
     """The Normal trial-decision Events held back to be merged (pace.py)."""
+    schedulers: SchedulerCache = field(default_factory=SchedulerCache)
+    """Each running experiment's scheduler, kept between its ticks (planner/schedulers.py)."""
 
 
 def now() -> str:
@@ -224,7 +233,10 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
             metrics_error = str(prev.get("message", "")).split(";")[0]
     view = ExperimentView(name=name, namespace=namespace, generation=generation, spec=spec,
                           status=status)
-    plan = plan_tick(view, trial_views, pod_views, snapshot, now(), metrics_error)
+    plan = plan_tick(view, trial_views, pod_views, snapshot, now(), metrics_error,
+                     schedulers=ctx.schedulers)
+    if plan.experiment_status is not None and plan.experiment_status.phase in TERMINAL_PHASES:
+        ctx.schedulers.forget_experiment(namespace, name)  # it ticks no more
     if groups is not None:  # whole-trial admission of the attempts due to start
         plan_admission(plan, spec, trial_views,
                        distributed.capacity(gw) if plan.new_pods else Capacity(), now(),

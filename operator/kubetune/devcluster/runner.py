@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import queue
 import signal
@@ -65,7 +64,6 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 from kubetune import contract
 from kubetune.devcluster.clusterdns import PodNetwork
@@ -84,6 +82,7 @@ from kubetune.devcluster.podstatus import (
     terminated_status,
     waiting_status,
 )
+from kubetune.devcluster.podwatch import follow_bound_pods
 from kubetune.devcluster.processes import free_port
 from kubetune.devcluster.sandbox import pods_root
 from kubetune.devcluster.scrape import register_target
@@ -368,53 +367,7 @@ class Runner:
     def run(self) -> None:
         threading.Thread(target=self.reaper, name="reaper", daemon=True).start()
         threading.Thread(target=self.starter, name="starter", daemon=True).start()
-        resource_version = ""
-        while not self.stopping.is_set():
-            try:
-                if not resource_version:
-                    listed = json.loads(self.api.list_pod_for_all_namespaces(
-                        field_selector="spec.nodeName!=", _preload_content=False).data)
-                    resource_version = str(listed["metadata"]["resourceVersion"])
-                    for pod in listed["items"]:
-                        self.reconcile(pod)
-                resource_version = self._watch(resource_version)
-            except ApiException as e:
-                if e.status == 410:
-                    resource_version = ""
-                else:
-                    log.warning("watch failed: %s", e.reason)
-                    time.sleep(0.5)
-            except Exception:
-                log.exception("watch loop failed")
-                time.sleep(0.5)
-
-    def _watch(self, resource_version: str) -> str:
-        """One watch of the bound pods from `resource_version`, as plain JSON (the client's
-        models cost more than the rest of an event's handling); returns where it ended,
-        "" when that version has expired (410 Gone)."""
-        resp = self.api.list_pod_for_all_namespaces(
-            field_selector="spec.nodeName!=", resource_version=resource_version, watch=True,
-            timeout_seconds=60, allow_watch_bookmarks=True, _preload_content=False)
-        try:
-            for line in iter_resp_lines(resp):
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                obj = event["object"]
-                if event["type"] == "ERROR":
-                    if obj.get("code") == 410:
-                        return ""
-                    raise ApiException(status=obj.get("code"), reason=obj.get("message"))
-                resource_version = obj["metadata"].get("resourceVersion", resource_version)
-                if event["type"] == "BOOKMARK":
-                    continue
-                if event["type"] == "DELETED":
-                    self.forget(obj["metadata"]["uid"])
-                else:
-                    self.reconcile(obj)
-        finally:
-            resp.release_conn()
-        return resource_version
+        follow_bound_pods(self.api, self.stopping, self.reconcile, self.forget)
 
     def shutdown(self) -> None:
         self.stopping.set()

@@ -92,6 +92,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
             for s in range(brackets)
         ]
         self._bracket_weights = _bracket_weights(brackets, reduction_factor)
+        self._waiting = [self._waiting_verdict(b) for b in range(brackets)]
         self._trials: dict[str, _TrialState] = {}
         self._max_t_verdict = Verdict(Decision.STOP, f"reached max_t={max_t}")
         self._completed_verdict = Verdict(Decision.STOP, "trial already completed")
@@ -188,10 +189,15 @@ class AsyncHyperBandScheduler(TrialScheduler):
 
         The trial's bracket follows from its id. Whether it completed or reached
         max_t is not in the records: the operator knows that from the trial's state.
+        Records identical to those the trial holds leave its rung values in place and only
+        reset what they decide: restoring every trial each tick is cheap when few changed.
         """
-        bracket_index = self._bracket_of(trial)
-        bracket = self._brackets[bracket_index]
         ordered = sorted(records, key=lambda r: r.milestone)
+        st = self._trials.get(trial)
+        if st is not None and _identical(st.records, ordered):
+            self._settle(st)
+            return
+        bracket = self._brackets[self._bracket_of(trial)]
         indexes: list[int] = []
         for record in ordered:
             index = bracket.index.get(record.milestone)
@@ -209,22 +215,25 @@ class AsyncHyperBandScheduler(TrialScheduler):
                 f"trial {trial!r} was stopped at milestone {stops[0].milestone} "
                 "but has records at higher milestones"
             )
-        old = self._trials.pop(trial, None)
-        if old is not None:
-            for record, internal in zip(old.records, old.internal, strict=True):
-                bracket.rungs[bracket.index[record.milestone]].remove(internal)
+        self.forget(trial)
         st = self._state(trial)
         for record, index in zip(ordered, indexes, strict=True):
             internal = self._internal(record.value)
             bracket.rungs[index].add(internal)
             st.records.append(record)
             st.internal.append(internal)
-        if ordered:
-            st.next_rung = indexes[-1] + 1
-            if stops:
-                st.stopped = Verdict(Decision.STOP, self._reason(stops[0]), stops[0])
-            else:
-                st.last = Verdict(Decision.CONTINUE, self._reason(ordered[-1]))
+        self._settle(st)
+
+    def forget(self, trial: str) -> None:
+        st = self._trials.pop(trial, None)
+        if st is None:
+            return
+        bracket = self._brackets[st.bracket]
+        for record, internal in zip(st.records, st.internal, strict=True):
+            bracket.rungs[bracket.index[record.milestone]].remove(internal)
+
+    def trials(self) -> list[str]:
+        return list(self._trials)
 
     def rung_table(self) -> list[RungSummary]:
         table = []
@@ -245,14 +254,32 @@ class AsyncHyperBandScheduler(TrialScheduler):
         st = self._trials.get(trial)
         if st is None:
             bracket = self._bracket_of(trial)
-            milestones = self._brackets[bracket].milestones
-            if milestones:
-                waiting = f"no rung reached yet (first milestone {milestones[0]})"
-            else:
-                waiting = f"no rungs in this bracket; runs to max_t={self.max_t}"
-            st = _TrialState(bracket, Verdict(Decision.CONTINUE, waiting))
+            st = _TrialState(bracket, self._waiting[bracket])
             self._trials[trial] = st
         return st
+
+    def _waiting_verdict(self, bracket: int) -> Verdict:
+        """The answer to a trial of `bracket` that has reached no rung yet."""
+        milestones = self._brackets[bracket].milestones
+        if not milestones:
+            return Verdict(Decision.CONTINUE, f"no rungs in this bracket; runs to max_t={self.max_t}")
+        return Verdict(Decision.CONTINUE, f"no rung reached yet (first milestone {milestones[0]})")
+
+    def _settle(self, st: _TrialState) -> None:
+        """Set what a restore derives from the trial's (valid, ascending) records."""
+        st.next_rung, st.stopped, st.last = 0, None, self._waiting[st.bracket]
+        st.reached_max_t = st.completed = False
+        if not st.records:
+            return
+        last = st.records[-1]
+        st.next_rung = self._brackets[st.bracket].index[last.milestone] + 1
+        if st.settled is None or st.settled[0] is not last:
+            rung = last if last.decision is Decision.STOP else None
+            st.settled = (last, Verdict(last.decision, self._reason(last), rung))
+        if last.decision is Decision.STOP:  # a stop is always the last record
+            st.stopped = st.settled[1]
+        else:
+            st.last = st.settled[1]
 
     def _bracket_of(self, trial: str) -> int:
         if len(self._brackets) == 1:
@@ -298,6 +325,14 @@ class _TrialState:
     stopped: Verdict | None = None
     reached_max_t: bool = False
     completed: bool = False
+    settled: tuple[RungRecord, Verdict] | None = None  # the last record and its verdict
+
+
+def _identical(held: Sequence[RungRecord], given: Sequence[RungRecord]) -> bool:
+    """The same records, down to the sign of a zero (which == ignores and a reason shows)."""
+    return held == given and all(
+        repr(a) == repr(b) for a, b in zip(held, given, strict=True) if a.value == 0 or a.cutoff == 0
+    )
 
 
 def _rung_count(grace_period: int, max_t: int, rf: float, s: int) -> int:

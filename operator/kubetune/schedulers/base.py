@@ -78,7 +78,19 @@ class TrialScheduler(ABC):
 
     @abstractmethod
     def restore(self, trial: str, records: Sequence[RungRecord]) -> None:
-        """Rebuild this trial's state from persisted records (after an operator restart)."""
+        """Rebuild this trial's state from persisted records (after an operator restart).
+
+        Over any state the trial had, the result is that of a fresh scheduler given the
+        same records: what a later observation decides depends on the records alone.
+        """
+
+    @abstractmethod
+    def forget(self, trial: str) -> None:
+        """Drop the trial and its values, as if it had never been seen."""
+
+    @abstractmethod
+    def trials(self) -> list[str]:
+        """The trials this scheduler holds state for."""
 
     @abstractmethod
     def rung_table(self) -> list[RungSummary]:
@@ -91,8 +103,8 @@ class TrialScheduler(ABC):
         return self._metric_op * value
 
     def _external(self, internal: float) -> float | None:
-        """Back to metric units; None where there is no finite value to report."""
-        return self._metric_op * internal if math.isfinite(internal) else None
+        """Back to metric units (a zero as +0.0); None where there is no finite value."""
+        return self._metric_op * internal + 0.0 if math.isfinite(internal) else None
 
     def _fmt_value(self, value: float) -> str:
         return repr(float(value))

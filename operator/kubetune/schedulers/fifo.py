@@ -38,5 +38,11 @@ class FIFOScheduler(TrialScheduler):
                 "keeps none; were they written by another scheduler type?"
             )
 
+    def forget(self, trial: str) -> None:
+        return None
+
+    def trials(self) -> list[str]:
+        return []
+
     def rung_table(self) -> list[RungSummary]:
         return []

@@ -121,10 +121,7 @@ class MedianStoppingRule(TrialScheduler):
                 f"trial {trial!r} was stopped at milestone {stops[0].milestone} "
                 "but has records at higher milestones"
             )
-        old = self._trials.pop(trial, None)
-        if old is not None:
-            for milestone, mean in enumerate(old.means, start=self.grace_period):
-                self._means[milestone - self.grace_period].remove(mean)
+        self.forget(trial)
         st = self._state(trial)
         for record in ordered:
             _, verdict = self._replay(st, record)
@@ -132,6 +129,16 @@ class MedianStoppingRule(TrialScheduler):
                 st.stopped = verdict
             else:
                 st.last = verdict
+
+    def forget(self, trial: str) -> None:
+        st = self._trials.pop(trial, None)
+        if st is None:
+            return
+        for milestone, mean in enumerate(st.means, start=self.grace_period):
+            self._means[milestone - self.grace_period].remove(mean)
+
+    def trials(self) -> list[str]:
+        return list(self._trials)
 
     def rung_table(self) -> list[RungSummary]:
         table = []

@@ -1,8 +1,9 @@
 """plan_tick: one experiment's whole decision at one tick.
 
-The scheduler is rebuilt from the rung records on the TuneTrials, every trial
-is advanced (trial.py), freed slots go first to retries and then to new trials
-up to maxConcurrentTrials, and the experiment's status is computed (status.py).
+The scheduler is rebuilt from the rung records on the TuneTrials (or a kept one is
+brought back to them, schedulers.py), every trial is advanced (trial.py), freed
+slots go first to retries and then to new trials up to maxConcurrentTrials, and
+the experiment's status is computed (status.py).
 An experiment that has failed stops its live trials.
 """
 
@@ -22,6 +23,7 @@ from kubetune.controller.planner.budget import (
 )
 from kubetune.controller.planner.pbt import plan_exploits
 from kubetune.controller.planner.pods import became_true
+from kubetune.controller.planner.schedulers import SchedulerCache, scheduler_settings
 from kubetune.controller.planner.status import (
     FINISHED_PHASES,
     best_trial,
@@ -60,7 +62,8 @@ def build_scheduler(spec: TuneExperimentSpec) -> TrialScheduler:
 
 def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[PodView],
               snapshot: Mapping[str, TrialMetrics] | None, now: str,
-              metrics_error: str | None = None, creates: int = CREATES_PER_TICK) -> Plan:
+              metrics_error: str | None = None, creates: int = CREATES_PER_TICK,
+              schedulers: SchedulerCache | None = None) -> Plan:
     """Decide this tick's actions for one experiment, from what was read of it.
 
     `snapshot` is one Prometheus read of every trial's metrics, None when
@@ -68,6 +71,8 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
     `now` is the RFC 3339 time written into the statuses; at most `creates` pods are
     started (retries first), the rest by the next tick. Pure: the same inputs
     give the same Plan, so an operator restarted at any moment decides the same.
+    `schedulers` keeps the experiment's scheduler for the next tick, which then
+    restores only what changed; the Plan is the same with it or without.
     """
     spec = exp.spec
     ordered_trials = sorted(trials, key=lambda t: t.index)
@@ -76,8 +81,14 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
         pods_of.setdefault(p.trial, []).append(p)
     for group in pods_of.values():
         group.sort(key=lambda p: p.attempt)
-    scheduler = build_scheduler(spec)
     restored = {t.name: t.records for t in ordered_trials}
+    settings = scheduler_settings(spec) if schedulers is not None else ""
+    kept = schedulers.take(exp.namespace, exp.name, settings) if schedulers is not None else None
+    scheduler = kept if kept is not None else build_scheduler(spec)
+    if kept is not None:
+        for name in kept.trials():
+            if name not in restored:
+                kept.forget(name)
     for name, records in restored.items():
         scheduler.restore(name, records)
     plan = Plan()
@@ -162,6 +173,8 @@ def plan_tick(exp: ExperimentView, trials: Sequence[TrialView], pods: Sequence[P
                    f"Experiment{phase.value}", message)
     if phase is ExperimentPhase.FAILED:
         _stop_live_trials(plan, ordered_trials, pods_of, states, spec, message, now)
+    if schedulers is not None:
+        schedulers.put(exp.namespace, exp.name, settings, scheduler)
     return plan
 
 
