@@ -166,3 +166,29 @@ def start_container(container: dict[str, Any], env: dict[str, str], workdir: Pat
         started_at=now(), message_file=message_file,
         fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
         memory_limit=memory_bytes(limits.get("memory")))
+
+
+@dataclass
+class LocalPod:
+    """A pod the runner started: its containers' processes and the files it writes."""
+
+    uid: str
+    namespace: str
+    name: str
+    containers: list[LocalContainer]
+    started_at: str
+    log_file: Path
+    sd_file: Path | None
+    terminating: bool = False
+    kill_at: float | None = None
+
+
+@dataclass
+class WaitingPod:
+    """A pod whose containers cannot start yet: the reason it shows and when to try again."""
+
+    pod: dict[str, Any]
+    started_at: str
+    reason: str
+    retry_at: float | None
+    """Monotonic time of the next change; None when only a new spec could help."""

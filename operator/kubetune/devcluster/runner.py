@@ -58,7 +58,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +68,8 @@ from kubetune import contract
 from kubetune.devcluster.clusterdns import PodNetwork
 from kubetune.devcluster.containers import (
     LocalContainer,
+    LocalPod,
+    WaitingPod,
     back_off_message,
     image_problem,
     start_container,
@@ -90,32 +91,6 @@ from kubetune.devcluster.scrape import register_target
 log = logging.getLogger("kubetune.runner")
 
 
-@dataclass
-class LocalPod:
-    """A pod the runner started: its containers' processes and the files it writes."""
-
-    uid: str
-    namespace: str
-    name: str
-    containers: list[LocalContainer]
-    started_at: str
-    log_file: Path
-    sd_file: Path | None
-    terminating: bool = False
-    kill_at: float | None = None
-
-
-@dataclass
-class WaitingPod:
-    """A pod whose containers cannot start yet: the reason it shows and when to try again."""
-
-    pod: dict[str, Any]
-    started_at: str
-    reason: str
-    retry_at: float | None
-    """Monotonic time of the next change; None when only a new spec could help."""
-
-
 class Runner:
     """Watches the pods bound to any node and runs them here; one per dev cluster."""
 
@@ -130,6 +105,8 @@ class Runner:
         self.local: dict[str, LocalPod] = {}
         self.waiting: dict[str, WaitingPod] = {}
         self.finished: set[str] = set()
+        self.deleted: set[str] = set()
+        """Pods whose deletion this runner completed, until the watch says they are gone."""
         self.starting: set[str] = set()
         """Pods in the start queue, not started yet."""
         self.starts: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
@@ -145,6 +122,12 @@ class Runner:
                 log.warning("status update of %s/%s failed: %s", ns, name, e.reason)
 
     def _finish_deletion(self, ns: str, name: str, uid: str) -> None:
+        """Complete a pod's deletion once, as the kubelet does: a later watch event of the
+        same deleting pod (the grace period cut to 0 is one) asks for nothing more."""
+        with self.lock:
+            if uid in self.deleted:
+                return
+            self.deleted.add(uid)
         try:
             self.api.delete_namespaced_pod(
                 name, ns, grace_period_seconds=0,
@@ -154,6 +137,7 @@ class Runner:
         except ApiException as e:
             if e.status not in (404, 409):
                 log.warning("deleting %s/%s failed: %s", ns, name, e.reason)
+                self.deleted.discard(uid)  # asked again at the pod's next event or exit
 
     # -- pod lifecycle ------------------------------------------------------------------
     def reconcile(self, pod: dict[str, Any]) -> None:
@@ -357,6 +341,7 @@ class Runner:
         with self.lock:
             local = self.local.get(uid)
             self.finished.discard(uid)
+            self.deleted.discard(uid)
             self.starting.discard(uid)
             self.waiting.pop(uid, None)
         if local is not None:
