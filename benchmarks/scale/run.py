@@ -320,6 +320,7 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
     latency_delete: list[float] = []
     latency_gone: list[float] = []
     gone_after_decision: list[float] = []
+    gone_when: list[tuple[float, float]] = []  # (seconds into the run, pod gone after decision)
     missing = 0
     for key, t in trials.items():
         if t.state != "Pruned" or not t.pruned_at:
@@ -335,6 +336,7 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         if pod.gone is not None:
             latency_gone.append(pod.gone - first)
             gone_after_decision.append(pod.gone - pod.deleting)
+            gone_when.append((round(pod.deleting - started, 1), round(pod.gone - pod.deleting, 3)))
 
     # API writes: the operator's own counters, plus the Events it posted.
     writes = {k.split("{", 1)[1].rstrip("}"): v for k, v in op_metrics.items()
@@ -413,6 +415,7 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         "loadavg_mean": round(statistics.fmean(x.loadavg for x in samples), 2),
         "loadavg_max": round(max(x.loadavg for x in samples), 2),
         "decision_latency_list": [round(x, 3) for x in latency_delete],
+        "pod_gone_after_decision_list": sorted(gone_when),
         "api_writes": writes, "operator_events": event_count,
         "api_writes_per_trial": round(write_total / per, 2),
         "api_writes_per_trial_without_events": round(sum(writes.values()) / per, 2),

@@ -5,6 +5,8 @@ reading of torchrun's placement, and examples/ddp-asha.yaml."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from kubetune import contract
 from kubetune.api import validate_experiment_spec
 from kubetune.controller.planner import ExperimentView, plan_tick
 from kubetune.devcluster.clusterdns import PodNetwork, pod_dns_name
-from kubetune.devcluster.scrape import register_target
+from kubetune.devcluster.scrape import Targets
 from kubetune_trainer.hyperparameters import resolve
 from kubetune_trainer.placement import Placement
 
@@ -62,15 +64,43 @@ def test_pods_of_one_job_share_a_rendezvous_port_kept_across_runner_restarts(
 
 
 def test_only_rank_0_of_a_group_is_registered_for_scraping(tmp_path: Path) -> None:
-    assert register_target(tmp_path, pod("t-a1-1", "u2", "job", index=1), 4242) is None
-    assert register_target(tmp_path, pod("t-a1-0", "u1", "job", index=0), None) is None
-    target = register_target(tmp_path, pod("t-a1-0", "u1", "job", index=0), 4242)
-    assert target is not None
-    [entry] = json.loads(target.read_text())
+    (tmp_path / "sd").mkdir()
+    targets = Targets(tmp_path / "sd")
+    assert json.loads(targets.path.read_text()) == [], "a new runner starts with no targets"
+    assert not targets.add(pod("t-a1-1", "u2", "job", index=1), 4242)
+    assert not targets.add(pod("t-a1-0", "u1", "job", index=0), None)
+    assert targets.add(pod("t-a1-0", "u1", "job", index=0), 4242)
+    targets.write()
+    [entry] = json.loads(targets.path.read_text())
     assert entry["targets"] == ["127.0.0.1:4242"]
     assert entry["labels"]["trial"] == "t" and entry["labels"]["pod"] == "t-a1-0"
     # A one-worker trial's pod has no completion index: it is rank 0.
-    assert register_target(tmp_path, pod("t-1", "u9", None), 4243) is not None
+    assert targets.add(pod("t-1", "u9", None), 4243)
+    targets.remove("u1")
+    targets.write()
+    assert [e["labels"]["pod"] for e in json.loads(targets.path.read_text())] == ["t-1"]
+    assert [p.name for p in (tmp_path / "sd").iterdir()] == ["targets.json"], \
+        "the temporary file is written outside the directory Prometheus watches"
+
+
+def test_target_changes_are_batched_into_few_writes(tmp_path: Path) -> None:
+    (tmp_path / "sd").mkdir()
+    targets = Targets(tmp_path / "sd", seconds=0.3)
+    writes: list[int] = []
+    write = targets.write
+    targets.write = lambda: (writes.append(1), write())[1]  # type: ignore[method-assign]
+    threading.Thread(target=targets.run, daemon=True).start()
+    try:
+        for i in range(40):
+            targets.add(pod(f"t-{i}", f"u{i}", None), 5000 + i)
+            time.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while len(json.loads(targets.path.read_text())) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        targets.stop()
+    assert len(json.loads(targets.path.read_text())) == 40
+    assert 1 <= len(writes) <= 4, f"40 changes in 0.4 s took {len(writes)} writes"
 
 
 def test_placement_is_read_from_torchruns_environment() -> None:

@@ -178,7 +178,8 @@ class LocalPod:
     containers: list[LocalContainer]
     started_at: str
     log_file: Path
-    sd_file: Path | None
+    scraped: bool
+    """Whether its target is registered with Prometheus (scrape.Targets)."""
     terminating: bool = False
     kill_at: float | None = None
 

@@ -26,8 +26,8 @@ Of the kubelet it imitates what an operator can observe through the API:
   then the pod's deletion is completed; so a pod evicted through the Eviction
   API (the apiserver adds its DisruptionTarget condition and deletes it) ends as
   a real one does. As the kubelet's pod workers are one per pod, a deletion is
-  acted on as soon as it is seen, never behind other pods' starts: the watch
-  thread signals, and starts go through a queue of their own (`starter`);
+  acted on as soon as it is seen, never behind other pods' starts or statuses:
+  starts have a queue of their own, statuses 4 lanes (`starter`, `_report`);
 - logs: the containers' output goes to one file (`contract.pod_log_path`),
   which `kubetune logs` reads (there is no kubelet API to stream it from);
 - scraping: the pod's metrics port is registered with Prometheus through
@@ -51,13 +51,13 @@ pod's `hostname`, else its name.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import queue
 import signal
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +86,11 @@ from kubetune.devcluster.podstatus import (
 from kubetune.devcluster.podwatch import follow_bound_pods
 from kubetune.devcluster.processes import free_port
 from kubetune.devcluster.sandbox import pods_root
-from kubetune.devcluster.scrape import register_target
+from kubetune.devcluster.scrape import Targets
 
 log = logging.getLogger("kubetune.runner")
+
+REPORT_LANES = 4  # threads that send pod statuses, each pod always on the same one
 
 
 class Runner:
@@ -100,21 +102,32 @@ class Runner:
         self.sd_dir = state_dir / "sd"
         self.pods_dir = pods_root(state_dir)
         self.sd_dir.mkdir(parents=True, exist_ok=True)
+        self.targets = Targets(self.sd_dir)
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         self.network = PodNetwork(api, state_dir)
         self.local: dict[str, LocalPod] = {}
         self.waiting: dict[str, WaitingPod] = {}
         self.finished: set[str] = set()
-        self.deleted: set[str] = set()
-        """Pods whose deletion this runner completed, until the watch says they are gone."""
-        self.starting: set[str] = set()
-        """Pods in the start queue, not started yet."""
+        self.deleted: set[str] = set()  # deletions completed, until the watch says gone
+        self.starting: set[str] = set()  # pods in the start queue, not started yet
         self.starts: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self.lanes: list[queue.SimpleQueue[tuple[str, str, dict[str, Any]]]] = [
+            queue.SimpleQueue() for _ in range(REPORT_LANES)]
         self.lock = threading.RLock()
         self.stopping = threading.Event()
 
     # -- API helpers ------------------------------------------------------------------
     def _patch_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
+        """Send a pod's status from its reporting lane: in order for each pod, and never
+        while the runner's lock is held (a start, a deletion and an exit need it)."""
+        lane = self.lanes[zlib.crc32(f"{ns}/{name}".encode()) % len(self.lanes)]
+        lane.put((ns, name, status))
+
+    def _report(self, lane: queue.SimpleQueue[tuple[str, str, dict[str, Any]]]) -> None:
+        while not self.stopping.is_set():
+            self._send_status(*lane.get())
+
+    def _send_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
         try:
             self.api.patch_namespaced_pod_status(name, ns, {"status": status})
         except ApiException as e:
@@ -233,10 +246,10 @@ class Runner:
                 self._fail_to_start(pod, started_container)
                 return
             containers.append(started_container)
-        sd_file = register_target(self.sd_dir, pod, metrics_port)
+        scraped = self.targets.add(pod, metrics_port)
         local = self.local[uid] = LocalPod(uid=uid, namespace=ns, name=name,
                                            containers=containers, started_at=started,
-                                           log_file=log_file, sd_file=sd_file)
+                                           log_file=log_file, scraped=scraped)
         log.info("started %s/%s as pids %s", ns, name, [c.proc.pid for c in containers])
         self._patch_status(ns, name, self._status(local))
 
@@ -320,9 +333,8 @@ class Runner:
                 with self.lock:
                     self.local.pop(local.uid, None)
                     self.finished.add(local.uid)
-                if local.sd_file is not None:
-                    with contextlib.suppress(OSError):
-                        local.sd_file.unlink()
+                if local.scraped:
+                    self.targets.remove(local.uid)
                 if local.terminating:
                     self._finish_deletion(local.namespace, local.name, local.uid)
                     continue
@@ -352,6 +364,10 @@ class Runner:
     def run(self) -> None:
         threading.Thread(target=self.reaper, name="reaper", daemon=True).start()
         threading.Thread(target=self.starter, name="starter", daemon=True).start()
+        threading.Thread(target=self.targets.run, name="targets", daemon=True).start()
+        for i, lane in enumerate(self.lanes):
+            threading.Thread(target=self._report, args=(lane,), name=f"report-{i}",
+                             daemon=True).start()
         follow_bound_pods(self.api, self.stopping, self.reconcile, self.forget)
 
     def shutdown(self) -> None:
