@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="py-spy binary to profile the operator with (default: on PATH)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (logs of every component) after the run")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -113,7 +115,10 @@ def main(argv: list[str] | None = None) -> None:
             (args.out / name).write_text(json.dumps(result, indent=1))
             print(f"wrote {args.out / name}", flush=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept the cluster's and operator's logs in {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     report.write(args.out)
     sys.stdout.write((args.out / "scale_tables.md").read_text())
     print(f"scale benchmark: {time.time() - started:.0f}s")
