@@ -27,7 +27,7 @@ Of the kubelet it imitates what an operator can observe through the API:
   API (the apiserver adds its DisruptionTarget condition and deletes it) ends as
   a real one does. As the kubelet's pod workers are one per pod, a deletion is
   acted on as soon as it is seen, never behind other pods' starts or statuses:
-  starts have a queue of their own, statuses 4 lanes (`starter`, `_report`);
+  starts have a queue of their own, statuses and deletions 4 lanes (`_send`);
 - logs: the containers' output goes to one file (`contract.pod_log_path`),
   which `kubetune logs` reads (there is no kubelet API to stream it from);
 - scraping: the pod's metrics port is registered with Prometheus through
@@ -51,6 +51,7 @@ pod's `hostname`, else its name.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import queue
 import signal
@@ -58,6 +59,7 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +91,7 @@ from kubetune.devcluster.sandbox import pods_root
 from kubetune.devcluster.scrape import Targets
 
 log = logging.getLogger("kubetune.runner")
-
-REPORT_LANES = 4  # threads that send pod statuses, each pod always on the same one
+REPORT_LANES = 4  # threads that send pod statuses and deletions, each pod always on one
 
 
 class Runner:
@@ -111,21 +112,21 @@ class Runner:
         self.deleted: set[str] = set()  # deletions completed, until the watch says gone
         self.starting: set[str] = set()  # pods in the start queue, not started yet
         self.starts: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
-        self.lanes: list[queue.SimpleQueue[tuple[str, str, dict[str, Any]]]] = [
+        self.lanes: list[queue.SimpleQueue[Callable[[], None]]] = [
             queue.SimpleQueue() for _ in range(REPORT_LANES)]
         self.lock = threading.RLock()
         self.stopping = threading.Event()
 
-    # -- API helpers ------------------------------------------------------------------
-    def _patch_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
-        """Send a pod's status from its reporting lane: in order for each pod, and never
-        while the runner's lock is held (a start, a deletion and an exit need it)."""
-        lane = self.lanes[zlib.crc32(f"{ns}/{name}".encode()) % len(self.lanes)]
-        lane.put((ns, name, status))
+    def _send(self, ns: str, name: str, request: Callable[[], None]) -> None:
+        """A pod's status or deletion, sent from its lane (in order for each pod)."""
+        self.lanes[zlib.crc32(f"{ns}/{name}".encode()) % len(self.lanes)].put(request)
 
-    def _report(self, lane: queue.SimpleQueue[tuple[str, str, dict[str, Any]]]) -> None:
+    def _report(self, lane: queue.SimpleQueue[Callable[[], None]]) -> None:
         while not self.stopping.is_set():
-            self._send_status(*lane.get())
+            lane.get()()
+
+    def _patch_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
+        self._send(ns, name, functools.partial(self._send_status, ns, name, status))
 
     def _send_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
         try:
@@ -135,18 +136,17 @@ class Runner:
                 log.warning("status update of %s/%s failed: %s", ns, name, e.reason)
 
     def _finish_deletion(self, ns: str, name: str, uid: str) -> None:
-        """Complete a pod's deletion once, as the kubelet does: a later watch event of the
-        same deleting pod (the grace period cut to 0 is one) asks for nothing more."""
+        """Complete a pod's deletion once, as the kubelet does (not at each later event)."""
         with self.lock:
             if uid in self.deleted:
                 return
             self.deleted.add(uid)
+        self._send(ns, name, functools.partial(self._send_delete, ns, name, uid))
+
+    def _send_delete(self, ns: str, name: str, uid: str) -> None:
         try:
-            self.api.delete_namespaced_pod(
-                name, ns, grace_period_seconds=0,
-                body=client.V1DeleteOptions(grace_period_seconds=0,
-                                            preconditions=client.V1Preconditions(uid=uid)),
-            )
+            self.api.delete_namespaced_pod(name, ns, grace_period_seconds=0, body=client.V1DeleteOptions(
+                grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)))
         except ApiException as e:
             if e.status not in (404, 409):
                 log.warning("deleting %s/%s failed: %s", ns, name, e.reason)
