@@ -31,14 +31,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubetune.controller.planner.actions import Event
-from kubetune.controller.planner.events import MAX_MESSAGE_BYTES, decision_message
+from kubetune.controller.planner.events import (
+    MAX_MESSAGE_BYTES,
+    decision_message,
+    normal_decision,
+)
 
 PROGRESS_SECONDS = 10.0
 EVENT_SECONDS = 30.0
 
 _PROGRESS_MESSAGE = re.compile(r"\d+ running, \d+/\d+ trials created")
 _PROGRESS_FIELDS = ("trials", "rungs")
-_MERGED_REASONS = frozenset({"TrialCreated", "TrialPruned", "TrialStopped", "TrialExploited"})
 
 
 class StatusPace:
@@ -108,7 +111,7 @@ class DecisionEvents:
             held = self._held.setdefault(uid, {})
             others: list[Event] = []
             for ev in events:
-                if ev.kind == "TuneTrial" and ev.type == "Normal" and ev.reason in _MERGED_REASONS:
+                if normal_decision(ev):
                     held.setdefault(ev.reason, []).append(ev)
                 else:
                     others.append(ev)

@@ -43,6 +43,11 @@ SEPARATOR = "; "
 _MORE = re.compile(r"; and \d+ more$")
 
 
+def normal_decision(ev: Event) -> bool:
+    """A Normal Event about a trial: one of the decisions posted on the experiment."""
+    return ev.kind == "TuneTrial" and ev.type == "Normal"
+
+
 def aggregate(events: Sequence[Event], experiment: str) -> list[Event]:
     """The Events to post for a tick's `events` of the experiment named `experiment`.
 

@@ -56,11 +56,6 @@ class SchedulerCache:
         with self._lock:
             self._kept.pop((namespace, name), None)
 
-    def clear(self) -> None:
-        """Drop every scheduler."""
-        with self._lock:
-            self._kept.clear()
-
     def __len__(self) -> int:
         with self._lock:
             return len(self._kept)
