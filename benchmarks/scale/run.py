@@ -291,6 +291,7 @@ def _items(listing: object) -> list[dict[str, Any]]:
 
 def json_line(result: dict[str, Any]) -> str:
     keys = ("trials_started_per_second", "decision_latency_p50", "decision_latency_p99",
+            "decision_recorded_p99", "recorded_to_deletion_p99", "watch_lag_p99",
             "api_writes_per_trial", "queries_per_experiment_tick", "operator_peak_rss_mib",
             "operator_cpu_seconds")
     return ", ".join(f"{k}={result.get(k)}" for k in keys)
@@ -318,6 +319,8 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
 
     # Decision latency: rung value's first sample in Prometheus -> the pod's deletionTimestamp.
     latency_delete: list[float] = []
+    to_decision: list[float] = []  # rung sample -> the trial seen Pruned
+    to_delete: list[float] = []  # the trial seen Pruned -> its pod seen deleting
     latency_gone: list[float] = []
     gone_after_decision: list[float] = []
     gone_when: list[tuple[float, float]] = []  # (seconds into the run, pod gone after decision)
@@ -333,6 +336,9 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
             missing += 1
             continue
         latency_delete.append(pod.deleting - first)
+        if t.terminal is not None:  # the split: deciding, then deleting
+            to_decision.append(t.terminal - first)
+            to_delete.append(pod.deleting - t.terminal)
         if pod.gone is not None:
             latency_gone.append(pod.gone - first)
             gone_after_decision.append(pod.gone - pod.deleting)
@@ -405,6 +411,14 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         "decision_latency_p90": _round(_quantile(latency_delete, 0.9)),
         "decision_latency_p99": _round(_quantile(latency_delete, 0.99)),
         "decision_latency_max": _round(max(latency_delete, default=None)),
+        # How late the benchmark's own watch stamped the deletions (an overstatement of the
+        # latencies above when large): receipt less the apiserver's second of the DELETE.
+        "decision_recorded_p50": _round(_quantile(to_decision, 0.5)),
+        "decision_recorded_p99": _round(_quantile(to_decision, 0.99)),
+        "recorded_to_deletion_p50": _round(_quantile(to_delete, 0.5)),
+        "recorded_to_deletion_p99": _round(_quantile(to_delete, 0.99)),
+        "watch_lag_p50": _round(_quantile(watcher.lag, 0.5)),
+        "watch_lag_p99": _round(_quantile(watcher.lag, 0.99)),
         "pod_gone_latency_p50": _round(_quantile(latency_gone, 0.5)),
         "pod_gone_latency_p99": _round(_quantile(latency_gone, 0.99)),
         "pod_gone_after_decision_p50": _round(_quantile(gone_after_decision, 0.5)),

@@ -70,14 +70,32 @@ def run_job(api_client: Any, namespace: str, body: dict[str, Any]) -> None:
     batch.create_namespaced_job(namespace, body)
 
 
-def wait_job_succeeded(api_client: Any, namespace: str, name: str,
-                       timeout: float = 300) -> list[client.V1Pod]:
+def pods_report(core: client.CoreV1Api, state_dir: Path | None, namespace: str,
+                name: str) -> str:
+    """Each pod of Job `name`: how its container ended, and the tail of its output."""
+    lines = []
+    for pod in core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items:
+        states = [cs.state for cs in pod.status.container_statuses or []]
+        ended = [s.terminated for s in states if s.terminated is not None]
+        how = (f"exit {ended[0].exit_code} ({ended[0].reason}): {ended[0].message}" if ended
+               else pod.status.phase)
+        lines.append(f"--- {pod.metadata.name} on {pod.spec.node_name}: {how}")
+        log = contract.pod_log_path(state_dir, namespace, pod.metadata.name) if state_dir else None
+        if log is not None and log.exists():
+            lines.extend(log.read_text(errors="replace").splitlines()[-40:])
+    return "\n".join(lines)
+
+
+def wait_job_succeeded(api_client: Any, namespace: str, name: str, timeout: float = 300,
+                       state_dir: Path | None = None) -> list[client.V1Pod]:
+    """The Job's pods once it completed; a failed Job fails the test with its pods' story."""
     batch, core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
 
     def done() -> bool:
         status = batch.read_namespaced_job_status(name, namespace).status
         failed = [c for c in status.conditions or [] if c.type == "Failed" and c.status == "True"]
-        assert not failed, f"Job {name} failed: {failed[0].message}"
+        assert not failed, (f"Job {name} failed: {failed[0].message}\n"
+                            f"{pods_report(core, state_dir, namespace, name)}")
         return any(c.type == "Complete" and c.status == "True" for c in status.conditions or [])
 
     wait_for(done, timeout=timeout, interval=1, what=f"Job {name} to complete")
@@ -102,8 +120,9 @@ def assert_one_group(records: list[dict[str, Any]], epochs: list[int], per_rank:
 
 
 def test_two_indexed_jobs_each_train_as_one_torchrun_group_and_a_new_attempt_resumes(
-        api_client, namespace, tmp_path: Path):
+        cluster, api_client, namespace, tmp_path: Path):
     core = client.CoreV1Api(api_client)
+    logs = cluster.state_dir
     # Two groups at once: both ask for port 29500, each gets its own here.
     jobs = {"ddp-a": {"lr": 0.05, "epochs": 2, "seed": 1},
             "ddp-b": {"lr": 0.1, "epochs": 2, "seed": 2}}
@@ -111,7 +130,7 @@ def test_two_indexed_jobs_each_train_as_one_torchrun_group_and_a_new_attempt_res
         run_job(api_client, namespace, torchrun_job(
             name, 2, config, tmp_path / name / "ckpt", tmp_path / name / "audit-1"))
     for name in jobs:
-        pods = wait_job_succeeded(api_client, namespace, name)
+        pods = wait_job_succeeded(api_client, namespace, name, state_dir=logs)
         assert sorted(p.spec.hostname for p in pods) == [f"{name}-0", f"{name}-1"]
         assert all(p.spec.node_name and p.status.phase == "Succeeded" for p in pods)
         # digits: 1617 training examples, 808 per rank once the odd one is dropped.
@@ -124,9 +143,9 @@ def test_two_indexed_jobs_each_train_as_one_torchrun_group_and_a_new_attempt_res
     assert a != b, "two trials with different configs trained the same weights"
     # Rank 0's termination message alone carries the result: the other rank never opened
     # the trial session.
-    rank1 = core.read_namespaced_pod(
-        next(p.metadata.name for p in wait_job_succeeded(api_client, namespace, "ddp-a")
-             if p.spec.hostname == "ddp-a-1"), namespace)
+    rank1 = core.read_namespaced_pod(next(
+        p.metadata.name for p in wait_job_succeeded(api_client, namespace, "ddp-a", state_dir=logs)
+        if p.spec.hostname == "ddp-a-1"), namespace)
     assert not rank1.status.container_statuses[0].state.terminated.message
 
     # A second attempt (a new Job, same checkpoints) with a larger budget: every rank
@@ -134,7 +153,7 @@ def test_two_indexed_jobs_each_train_as_one_torchrun_group_and_a_new_attempt_res
     resumed = torchrun_job("ddp-a2", 2, {**jobs["ddp-a"], "epochs": 4},
                            tmp_path / "ddp-a" / "ckpt", tmp_path / "ddp-a" / "audit-2")
     run_job(api_client, namespace, resumed)
-    wait_job_succeeded(api_client, namespace, "ddp-a2")
+    wait_job_succeeded(api_client, namespace, "ddp-a2", state_dir=logs)
     assert_one_group(audits(tmp_path / "ddp-a" / "audit-2", 2), [3, 4], per_rank=808)
     steps = sorted(p.name for p in (tmp_path / "ddp-a" / "ckpt").glob("step-*"))
     assert steps[-1].endswith("4")

@@ -18,8 +18,8 @@ from kubetune.schedulers import (
     RungRecord,
     make_scheduler,
 )
-from kubetune.schedulers._order_statistics import OrderStatistics
-from kubetune.schedulers.asha import _bracket_weights, _cutoff, _lerp
+from kubetune.schedulers._order_statistics import OrderStatistics, lerp, rung_cutoff
+from kubetune.schedulers.asha import _bracket_weights
 
 MODES = ["max", "min"]
 
@@ -487,17 +487,17 @@ def _rung_of(values: list[float]) -> OrderStatistics:
 )
 def test_cutoff_equals_numpy_nanpercentile_bit_for_bit(values: list[float], rf: float) -> None:
     quantile = asha(reduction_factor=rf, max_t=200)._quantile
-    ours = _cutoff(_rung_of(values), quantile)
+    ours = rung_cutoff(_rung_of(values), quantile)
     theirs = float(np.nanpercentile(values, (1 - 1 / rf) * 100))
     assert ours == theirs
 
 
 def test_lerp_uses_numpys_upper_branch_from_t_one_half() -> None:
     a, b, t = 0.1, 0.7, 0.7
-    assert _lerp(a, b, t) == b - (b - a) * (1 - t)
-    assert _lerp(a, b, t) != a + (b - a) * t
-    assert _lerp(a, b, 0.25) == a + (b - a) * 0.25
+    assert lerp(a, b, t) == b - (b - a) * (1 - t)
+    assert lerp(a, b, t) != a + (b - a) * t
+    assert lerp(a, b, 0.25) == a + (b - a) * 0.25
 
 
 def test_cutoff_of_an_empty_rung_is_none() -> None:
-    assert _cutoff(OrderStatistics(), 0.75) is None
+    assert rung_cutoff(OrderStatistics(), 0.75) is None

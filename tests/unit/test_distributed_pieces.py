@@ -5,6 +5,7 @@ reading of torchrun's placement, and examples/ddp-asha.yaml."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,9 @@ import yaml
 from kubetune import contract
 from kubetune.api import validate_experiment_spec
 from kubetune.controller.planner import ExperimentView, plan_tick
+from kubetune.devcluster import clusterdns
 from kubetune.devcluster.clusterdns import PodNetwork, pod_dns_name
+from kubetune.devcluster.processes import ephemeral_ports
 from kubetune.devcluster.scrape import Targets
 from kubetune_trainer.hyperparameters import resolve
 from kubetune_trainer.placement import Placement
@@ -61,6 +64,26 @@ def test_pods_of_one_job_share_a_rendezvous_port_kept_across_runner_restarts(
     assert network.rendezvous_port(a1) == port
     assert network.rendezvous_port(b0) != port
     assert PodNetwork(None, tmp_path).rendezvous_port(a1) == port  # type: ignore[arg-type]
+
+
+def test_rendezvous_ports_are_outside_the_kernels_range_and_skip_taken_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A port from bind(0) could be handed out again (to a metrics port, to an outgoing
+    # connection) before rank 0 listens on it; one below the ephemeral range cannot.
+    monkeypatch.setattr(clusterdns, "RENDEZVOUS_PORTS", 3)
+    low = ephemeral_ports().start
+    network = PodNetwork(None, tmp_path)  # type: ignore[arg-type]  # ports need no API
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            busy.bind(("127.0.0.1", low - 2))
+            busy.listen()
+        except OSError:
+            pytest.skip(f"port {low - 2} is in use on this machine")
+        got = {network.rendezvous_port(pod(f"p-{i}", f"u{i}", f"job-{i}")) for i in range(2)}
+        assert got == {low - 3, low - 1}  # every Job its own, the listened-on one skipped
+        # With all three taken, the kernel's choice, as before.
+        assert network.rendezvous_port(pod("p-3", "u3", "job-3")) in ephemeral_ports()
 
 
 def test_only_rank_0_of_a_group_is_registered_for_scraping(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from kubetune.contract import EXPERIMENT_LABEL
 from kubetune.controller import view
+from kubetune.controller.planner import TrialView
 
 pytestmark = pytest.mark.unit
 
@@ -80,3 +81,36 @@ def test_index_entries_are_keyed_by_namespace_and_experiment() -> None:
     assert [b["metadata"]["name"] for b in view.snapshot(index, KEY)] == ["a", "b"]
     assert view.snapshot(index, ("ns", "none")) == []
     assert view.snapshot(None, KEY) == []
+
+
+def trial(name: str, uid: str, rv: int, state: str = "Running", value: float = 0.5
+          ) -> dict[str, Any]:
+    return {"kind": "TuneTrial",
+            "metadata": {"name": name, "namespace": "ns", "uid": uid, "resourceVersion": str(rv)},
+            "spec": {"index": int(name.rsplit("-", 1)[1]), "params": {"lr": 0.1}},
+            "status": {"state": state, "rungs": [{"milestone": 1, "value": value, "step": 1,
+                                                  "decision": "continue"}]}}
+
+
+def test_trial_views_are_parsed_once_per_version_and_dropped_when_the_trial_goes() -> None:
+    views = view.TrialViews()
+    a1, b1 = trial("exp-0", "ua", 5), trial("exp-1", "ub", 6)
+    first = views.read(KEY, [a1, b1])
+    assert first == [TrialView.from_body(a1), TrialView.from_body(b1)]
+    assert first[0].records is first[0].records  # the scheduler gets one list per version
+    # The same versions: the very same views, records and all.
+    again = views.read(KEY, [dict(a1), dict(b1)])
+    assert again[0] is first[0] and again[1] is first[1]
+    # A new version of b is parsed anew; another experiment's views are its own.
+    b2 = trial("exp-1", "ub", 9, state="Pruned", value=0.2)
+    third = views.read(KEY, [a1, b2])
+    assert third[0] is first[0] and third[1] is not first[1]
+    assert third[1] == TrialView.from_body(b2) and third[1].state == "Pruned"
+    assert third[1].records[0].value == 0.2
+    assert views.read(("ns", "other"), [a1])[0] is not first[0]
+    # A trial gone (deleted, recreated under its name with a new uid) is not kept.
+    a_new = trial("exp-0", "ua2", 5)
+    assert views.read(KEY, [a_new])[0] == TrialView.from_body(a_new)
+    assert len(views) == 2  # exp-0 of KEY, exp-0 of the other experiment
+    views.forget_experiment(KEY)
+    assert len(views) == 1

@@ -131,6 +131,31 @@ def test_asha_restore_of_unchanged_records_resets_a_completed_trial(mode: str) -
     assert s.on_result("a", 3, 0.9).decision is Decision.CONTINUE
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("later", ["rung", "complete"])
+def test_asha_restore_from_the_same_list_drops_what_was_added_since(mode: str,
+                                                                     later: str) -> None:
+    # A tick's decision adds a record the write then fails to persist: the next tick
+    # restores from the very list it restored from before, and the record must go.
+    s = asha(mode)
+    s.on_result("b", 1, 0.4)
+    s.on_result("b", 3, 0.4)
+    s.on_result("a", 1, 0.5 if mode == "max" else 0.3)  # better than b: it continues
+    records = s.records("a")
+    s.restore("a", records)
+    if later == "rung":
+        s.on_result("a", 3, 0.1 if mode == "max" else 0.9)
+    else:
+        s.on_complete("a", 5, 0.7)
+    assert len(s.records("a")) == 2
+    s.restore("a", records)
+    assert s.records("a") == records
+    fresh = asha(mode)
+    fresh.restore("b", s.records("b"))
+    fresh.restore("a", records)
+    assert s.on_result("a", 3, 0.45) == fresh.on_result("a", 3, 0.45)
+
+
 def record(milestone: int, value: float | None, decision: Decision = Decision.CONTINUE,
            cutoff: float | None = None) -> RungRecord:
     return RungRecord(milestone=milestone, value=value, step=milestone, cutoff=cutoff,
@@ -248,7 +273,11 @@ class Cluster:
             self.trials.setdefault(name, TrialView(name, t.index, t.params, {}))
         for name, status in plan.trial_status.items():
             if name in self.trials and rng.random() < 0.75:  # else the write failed
-                merge(self.trials[name].status, status.merge_patch())  # type: ignore[arg-type]
+                # A write makes a new version, which the operator parses into a new view;
+                # an unchanged trial keeps its view (and its records list) between ticks.
+                stored = json.loads(json.dumps(self.trials[name].status))
+                merge(stored, status.merge_patch())
+                self.trials[name] = dataclasses.replace(self.trials[name], status=stored)
         for p in plan.new_pods:
             pod = f"{p.trial}-{p.attempt}"
             self.pods.setdefault(pod, PodView(pod, p.trial, p.attempt, "Pending"))

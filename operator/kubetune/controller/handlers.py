@@ -151,6 +151,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             memo.kubetune.decision_events.forget(body["metadata"]["uid"])
             memo.kubetune.schedulers.forget_experiment(body["metadata"]["namespace"],
                                                        body["metadata"]["name"])
+            memo.kubetune.trial_views.forget_experiment((body["metadata"]["namespace"],
+                                                         body["metadata"]["name"]))
         except Exception as e:
             logger.warning("forgetting the experiment's metrics failed: %s", e)
 

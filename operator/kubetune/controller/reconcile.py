@@ -68,7 +68,7 @@ from kubetune.controller.prometheus import (
     experiment_url_refusal,
 )
 from kubetune.controller.settings import OperatorSettings
-from kubetune.controller.view import Observed, Writes
+from kubetune.controller.view import Observed, TrialViews, Writes
 from kubetune.search import BasicVariantSampler
 
 COUNTED_STATES = ("pending", "running", "succeeded", "pruned", "failed")
@@ -92,6 +92,8 @@ class OperatorContext:
     """The Normal trial-decision Events held back to be merged (pace.py)."""
     schedulers: SchedulerCache = field(default_factory=SchedulerCache)
     """Each running experiment's scheduler, kept between its ticks (planner/schedulers.py)."""
+    trial_views: TrialViews = field(default_factory=TrialViews)
+    """Each running experiment's parsed TuneTrials, kept between its ticks (view.py)."""
 
 
 def now() -> str:
@@ -212,7 +214,7 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
     groups = None  # a multi-worker attempt (a Job and its pods) is one view
     if multi:
         groups, pods = distributed.read(observed.jobs, pods)
-    trial_views = [TrialView.from_body(t) for t in trials]
+    trial_views = ctx.trial_views.read((namespace, name), trials)
     pod_views = [PodView.from_body(p) for p in pods] + (groups.views if groups else [])
     snapshot = None
     metrics_error = None
@@ -237,6 +239,7 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
                      schedulers=ctx.schedulers)
     if plan.experiment_status is not None and plan.experiment_status.phase in TERMINAL_PHASES:
         ctx.schedulers.forget_experiment(namespace, name)  # it ticks no more
+        ctx.trial_views.forget_experiment((namespace, name))
     if groups is not None:  # whole-trial admission of the attempts due to start
         plan_admission(plan, spec, trial_views,
                        distributed.capacity(gw) if plan.new_pods else Capacity(), now(),

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubetune.contract import EXPERIMENT_LABEL
+from kubetune.controller.planner.views import TrialView
 
 TRIALS = "kubetune_trials"
 """The id of the TuneTrial index, and the handler argument kopf passes it as."""
@@ -135,6 +136,47 @@ class Writes:
     def __len__(self) -> int:
         with self._lock:
             return len(self._pending)
+
+
+class TrialViews:
+    """Each experiment's TrialViews, kept between its ticks: a TuneTrial is parsed once per
+    resourceVersion (a version names one content), so a tick at 10,000 trials parses only
+    the few that changed since the last one, and the scheduler restores the others from
+    the very records it was given before (schedulers/asha.py). The views are what
+    `TrialView.from_body` gives, whether kept or not."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # ticks of different experiments run in threads
+        self._kept: dict[Key, dict[str, tuple[str, TrialView]]] = {}
+
+    def read(self, key: Key, bodies: Iterable[Mapping[str, Any]]) -> list[TrialView]:
+        """The views of `bodies` (the experiment's TuneTrials this tick); the views of the
+        trials not among them are dropped."""
+        with self._lock:
+            before = self._kept.pop(key, {})
+        kept: dict[str, tuple[str, TrialView]] = {}
+        views = []
+        for body in bodies:
+            meta = body["metadata"]
+            uid, version = str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+            hit = before.get(uid)
+            if hit is None or not version or hit[0] != version:
+                hit = (version, TrialView.from_body(body))
+            if uid and version:
+                kept[uid] = hit
+            views.append(hit[1])
+        with self._lock:
+            self._kept[key] = kept
+        return views
+
+    def forget_experiment(self, key: Key) -> None:
+        """Drop the views of an experiment that ended or was deleted."""
+        with self._lock:
+            self._kept.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._kept.values())
 
 
 def observe(writes: Writes, key: Key, trials: list[dict[str, Any]],

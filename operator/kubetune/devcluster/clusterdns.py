@@ -17,13 +17,17 @@ rendezvous):
 - ports: a pod's rendezvous port (`PET_MASTER_PORT`, `MASTER_PORT`, the port of
   `PET_RDZV_ENDPOINT`) is replaced by a free local port allocated once per Job (the
   pod's controller), the same for all of its pods, so two trials' groups never meet.
-  The allocation is kept in the state directory, so a restarted runner keeps it.
+  The allocation is kept in the state directory, so a restarted runner keeps it. It
+  is taken below the kernel's ephemeral range: a port from bind(0) is free only until
+  rank 0 listens on it, seconds later, and in between the kernel could hand the same
+  port to another pod's metrics port or to an outgoing connection.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import random
 import re
 import threading
 from pathlib import Path
@@ -33,7 +37,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kubetune import contract
-from kubetune.devcluster.processes import free_port
+from kubetune.devcluster.processes import bindable, ephemeral_ports, free_port
 
 #: Variables whose value is the rank-0 host that torchrun (or torch.distributed) dials.
 ADDRESS_VARIABLES = (contract.ENV_PET_MASTER_ADDR, "MASTER_ADDR")
@@ -45,6 +49,8 @@ ENDPOINT_VARIABLE = "PET_RDZV_ENDPOINT"
 CLUSTER_DOMAIN = "cluster.local"
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _LOCALHOST = "127.0.0.1"
+RENDEZVOUS_PORTS = 8000
+"""How many ports below the ephemeral range the rendezvous ports are taken from."""
 
 
 def pod_dns_name(name: str, namespace: str) -> tuple[str, str, str] | None:
@@ -88,11 +94,26 @@ class PodNetwork:
         with self._lock:
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 return int(json.loads(record.read_text())["port"])
-            port = free_port()
+            port = self._unused_port()
             tmp = record.with_suffix(".tmp")
             tmp.write_text(json.dumps({"port": port, "pod": pod["metadata"]["name"]}))
             tmp.replace(record)
             return port
+
+    def _unused_port(self) -> int:
+        """A port below the ephemeral range that no Job was given and nothing listens on."""
+        low = ephemeral_ports().start
+        candidates = range(max(1024, low - RENDEZVOUS_PORTS), low)
+        taken = set()
+        for record in self.ports_dir.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                taken.add(int(json.loads(record.read_text())["port"]))
+        start = random.randrange(len(candidates)) if candidates else 0
+        for i in range(len(candidates)):
+            port = candidates[(start + i) % len(candidates)]
+            if port not in taken and bindable(port):
+                return port
+        return free_port()  # every one is taken: the kernel's choice, as before
 
     def resolves_locally(self, name: str, namespace: str) -> bool:
         """Whether cluster DNS would answer `name` with a pod (that this runner plays)."""

@@ -25,6 +25,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def ephemeral_ports() -> range:
+    """The ports the kernel hands out for bind(0) and outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
+def bindable(port: int) -> bool:
+    """Whether a listener could take `port` on 127.0.0.1 now."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def start_detached(argv: list[str], log: Path, cwd: Path) -> int:
     """Start argv in its own session, output appended to `log`; return its PID."""
     with open(log, "ab") as out:

@@ -38,3 +38,35 @@ class OrderStatistics:
     def kth(self, k: int) -> float:
         """The k-th smallest value, 0-based."""
         return float(self._items[k])
+
+
+def rung_cutoff(rung: OrderStatistics, quantile: float) -> float | None:
+    """The rung's cutoff in maximise space: the quantile of its finite values.
+
+    None while the rung holds no finite value. Non-finite values (kept as -inf,
+    so they sort first) are skipped, never interpolated.
+    """
+    skip = rung.non_finite()
+    n = len(rung) - skip
+    if n == 0:
+        return None
+    return linear_percentile(rung, skip, n, quantile)
+
+
+def linear_percentile(values: OrderStatistics, skip: int, n: int, quantile: float) -> float:
+    """numpy's quantile(method="linear") on the n sorted values after the first `skip`, bit
+    for bit."""
+    virtual = (n - 1) * quantile
+    if virtual >= n - 1:
+        return values.kth(skip + n - 1)
+    lower = math.floor(virtual)
+    a = values.kth(skip + lower)
+    return lerp(a, values.kth(skip + lower + 1), virtual - lower)
+
+
+def lerp(a: float, b: float, t: float) -> float:
+    """numpy's _lerp: the t >= 0.5 branch interpolates from b for monotonicity."""
+    diff = b - a
+    if t >= 0.5:
+        return b - diff * (1 - t)
+    return a + diff * t

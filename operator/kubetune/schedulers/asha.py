@@ -10,7 +10,7 @@ With one bracket and a report at every step this takes exactly Ray's
 decisions (`AsyncHyperBandScheduler`): the same rung set, including the rung
 Ray's floating-point formula puts at max_t for some settings and not others;
 the same cutoff, numpy's `nanpercentile` with linear interpolation
-reproduced bit for bit in `_linear_percentile`; the same strict `<` in
+reproduced bit for bit in `linear_percentile`; the same strict `<` in
 maximise space. Two cases are handled differently on purpose:
 
 1. NaN or +-inf is the worst value. It is recorded (as None) and stops the
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from kubetune.api import Decision, RungRecord, RungSummary
 from kubetune.schedulers._arguments import check_budget, check_int
-from kubetune.schedulers._order_statistics import OrderStatistics
+from kubetune.schedulers._order_statistics import OrderStatistics, rung_cutoff
 from kubetune.schedulers.base import TrialScheduler, Verdict
 
 
@@ -125,7 +125,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
         internal = self._metric_op * raw if finite else -math.inf
         while i < len(milestones) and step >= milestones[i]:
             rung = bracket.rungs[i]
-            cutoff = _cutoff(rung, self._quantile)
+            cutoff = rung_cutoff(rung, self._quantile)
             if not finite or (cutoff is not None and internal < cutoff):
                 decision = Decision.STOP
             else:
@@ -140,6 +140,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
             rung.add(internal)
             st.records.append(record)
             st.internal.append(internal)
+            st.given = None  # holds more than it was restored from
             i += 1
             if decision is Decision.STOP:
                 st.next_rung = i
@@ -178,6 +179,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
             )
         )
         st.internal.append(internal)
+        st.given = None
         st.next_rung = j + 1
 
     def records(self, trial: str) -> list[RungRecord]:
@@ -191,10 +193,17 @@ class AsyncHyperBandScheduler(TrialScheduler):
         max_t is not in the records: the operator knows that from the trial's state.
         Records identical to those the trial holds leave its rung values in place and only
         reset what they decide: restoring every trial each tick is cheap when few changed.
+        The very sequence restored from last time is taken as unchanged without comparing
+        (the operator's views hand each trial's records as one list until the trial
+        changes: controller/view.py TrialViews).
         """
-        ordered = sorted(records, key=lambda r: r.milestone)
         st = self._trials.get(trial)
+        if st is not None and st.given is records:
+            self._settle(st)
+            return
+        ordered = sorted(records, key=lambda r: r.milestone)
         if st is not None and _identical(st.records, ordered):
+            st.given = records
             self._settle(st)
             return
         bracket = self._brackets[self._bracket_of(trial)]
@@ -222,6 +231,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
             bracket.rungs[index].add(internal)
             st.records.append(record)
             st.internal.append(internal)
+        st.given = records
         self._settle(st)
 
     def forget(self, trial: str) -> None:
@@ -239,7 +249,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
         table = []
         for b, bracket in enumerate(self._brackets):
             for milestone, rung in zip(bracket.milestones, bracket.rungs, strict=True):
-                cutoff = _cutoff(rung, self._quantile)
+                cutoff = rung_cutoff(rung, self._quantile)
                 table.append(
                     RungSummary(
                         milestone=milestone,
@@ -326,6 +336,8 @@ class _TrialState:
     reached_max_t: bool = False
     completed: bool = False
     settled: tuple[RungRecord, Verdict] | None = None  # the last record and its verdict
+    given: Sequence[RungRecord] | None = None
+    """The sequence the trial was last restored from (by identity), not a copy."""
 
 
 def _identical(held: Sequence[RungRecord], given: Sequence[RungRecord]) -> bool:
@@ -366,35 +378,3 @@ def _bracket_for_id(trial: str, weights: Sequence[int]) -> int:
         if h < 0:
             return b
     raise AssertionError("unreachable: h < sum(weights)")
-
-
-def _cutoff(rung: OrderStatistics, quantile: float) -> float | None:
-    """The rung's cutoff in maximise space: the quantile of its finite values.
-
-    None while the rung holds no finite value. Non-finite values (kept as -inf,
-    so they sort first) are skipped, never interpolated.
-    """
-    skip = rung.non_finite()
-    n = len(rung) - skip
-    if n == 0:
-        return None
-    return _linear_percentile(rung, skip, n, quantile)
-
-
-def _linear_percentile(values: OrderStatistics, skip: int, n: int, quantile: float) -> float:
-    """numpy's quantile(method="linear") on the n sorted values after the first `skip`, bit
-    for bit."""
-    virtual = (n - 1) * quantile
-    if virtual >= n - 1:
-        return values.kth(skip + n - 1)
-    lower = math.floor(virtual)
-    a = values.kth(skip + lower)
-    return _lerp(a, values.kth(skip + lower + 1), virtual - lower)
-
-
-def _lerp(a: float, b: float, t: float) -> float:
-    """numpy's _lerp: the t >= 0.5 branch interpolates from b for monotonicity."""
-    diff = b - a
-    if t >= 0.5:
-        return b - diff * (1 - t)
-    return a + diff * t

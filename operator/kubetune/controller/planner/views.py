@@ -7,6 +7,7 @@ experiment is parsed in milliseconds, and a test builds a view in one line.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -187,14 +188,18 @@ class TrialView:
     sampler_state: Mapping[str, Any] = field(default_factory=dict)
     """spec.samplerState: what the sampler wrote on the trial when asked (cmaes)."""
 
-    @property
+    # A view is read-only, so what it derives from its status is worked out once: a view
+    # kept between ticks (controller/view.py TrialViews) is not parsed again, and hands the
+    # scheduler the same records each tick.
+    @functools.cached_property
     def state(self) -> str:
         """The trial's TrialState value; Pending until the operator first wrote one."""
         return str(self.status.get("state") or TrialState.PENDING.value)
 
-    @property
+    @functools.cached_property
     def records(self) -> list[RungRecord]:
-        """The rung records persisted in status.rungs, from which the scheduler is rebuilt."""
+        """The rung records persisted in status.rungs, from which the scheduler is rebuilt
+        (the same list each time: do not change it)."""
         return parse_rung_records(self.status.get("rungs") or [])
 
     @classmethod
