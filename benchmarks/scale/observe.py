@@ -46,6 +46,8 @@ class TrialTimes:
     state: str = ""
     pruned_at: dict[str, Any] | None = None
     terminal: float | None = None
+    completion: float | None = None
+    """status.completionTime: the operator's tick that decided the trial's end (to the second)."""
 
 
 class ClusterWatch:
@@ -169,6 +171,8 @@ class ClusterWatch:
                 t.pruned_at = status["prunedAt"]
             if t.state in ("Succeeded", "Pruned", "Failed") and t.terminal is None:
                 t.terminal = now
+                if status.get("completionTime"):
+                    t.completion = _rfc3339(status["completionTime"])
 
 
 def _rfc3339(stamp: str) -> float:

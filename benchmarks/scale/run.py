@@ -291,7 +291,8 @@ def _items(listing: object) -> list[dict[str, Any]]:
 
 def json_line(result: dict[str, Any]) -> str:
     keys = ("trials_started_per_second", "decision_latency_p50", "decision_latency_p99",
-            "decision_recorded_p99", "recorded_to_deletion_p99", "watch_lag_p99",
+            "decision_tick_p99", "decision_recorded_p99",
+            "recorded_to_deletion_p99", "pod_running_after_create_p99", "watch_lag_p99",
             "api_writes_per_trial", "queries_per_experiment_tick", "operator_peak_rss_mib",
             "operator_cpu_seconds")
     return ", ".join(f"{k}={result.get(k)}" for k in keys)
@@ -321,6 +322,7 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
     latency_delete: list[float] = []
     to_decision: list[float] = []  # rung sample -> the trial seen Pruned
     to_delete: list[float] = []  # the trial seen Pruned -> its pod seen deleting
+    decided: list[float] = []  # rung sample -> the deciding tick's time (whole seconds)
     latency_gone: list[float] = []
     gone_after_decision: list[float] = []
     gone_when: list[tuple[float, float]] = []  # (seconds into the run, pod gone after decision)
@@ -338,6 +340,8 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         latency_delete.append(pod.deleting - first)
         if t.terminal is not None:  # the split: deciding, then deleting
             to_decision.append(t.terminal - first)
+            if t.completion is not None:
+                decided.append(t.completion - first)
             to_delete.append(pod.deleting - t.terminal)
         if pod.gone is not None:
             latency_gone.append(pod.gone - first)
@@ -413,10 +417,20 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         "decision_latency_max": _round(max(latency_delete, default=None)),
         # How late the benchmark's own watch stamped the deletions (an overstatement of the
         # latencies above when large): receipt less the apiserver's second of the DELETE.
+        "decision_tick_p50": _round(_quantile(decided, 0.5)),
+        "decision_tick_p99": _round(_quantile(decided, 0.99)),
+        "decision_tick_list": [round(x, 2) for x in decided],
         "decision_recorded_p50": _round(_quantile(to_decision, 0.5)),
         "decision_recorded_p99": _round(_quantile(to_decision, 0.99)),
         "recorded_to_deletion_p50": _round(_quantile(to_delete, 0.5)),
         "recorded_to_deletion_p99": _round(_quantile(to_delete, 0.99)),
+        # Pod created -> seen Running: the scheduler, the runner's start and its status.
+        "pod_running_after_create_p50": _round(_quantile(
+            [p.running - p.created for p in pods.values() if p.running and p.created], 0.5)),
+        "pod_running_after_create_p99": _round(_quantile(
+            [p.running - p.created for p in pods.values() if p.running and p.created], 0.99)),
+        "reconcile_errors": {k.split("{", 1)[1].rstrip("}"): v for k, v in op_metrics.items()
+                             if k.startswith("kubetune_reconcile_errors_total")},
         "watch_lag_p50": _round(_quantile(watcher.lag, 0.5)),
         "watch_lag_p99": _round(_quantile(watcher.lag, 0.99)),
         "pod_gone_latency_p50": _round(_quantile(latency_gone, 0.5)),
