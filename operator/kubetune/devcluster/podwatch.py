@@ -15,13 +15,22 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 log = logging.getLogger("kubetune.runner")
 
 BOUND = "spec.nodeName!="
+
+
+def pooled_client(kubeconfig: str, connections: int) -> client.ApiClient:
+    """A client that keeps `connections` connections: one per thread that sends requests
+    (the default, 5 per CPU, drops the others after each request and handshakes again)."""
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    configuration.connection_pool_maxsize = connections
+    return client.ApiClient(configuration)
 
 
 def follow_bound_pods(api: client.CoreV1Api, stopping: threading.Event,

@@ -63,7 +63,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kubetune import contract
@@ -85,7 +85,7 @@ from kubetune.devcluster.podstatus import (
     terminated_status,
     waiting_status,
 )
-from kubetune.devcluster.podwatch import follow_bound_pods
+from kubetune.devcluster.podwatch import follow_bound_pods, pooled_client
 from kubetune.devcluster.processes import free_port
 from kubetune.devcluster.sandbox import pods_root
 from kubetune.devcluster.scrape import Targets
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    api = client.CoreV1Api(config.new_client_from_config(config_file=args.kubeconfig))
+    api = client.CoreV1Api(pooled_client(args.kubeconfig, REPORT_LANES + 4))
     runner = Runner(api, args.state_dir)
 
     def stop(signum: int, _frame: Any) -> None:

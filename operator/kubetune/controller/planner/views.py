@@ -7,11 +7,10 @@ experiment is parsed in milliseconds, and a test builds a view in one line.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from kubetune.api import RungRecord, TrialState, TuneExperimentSpec, parse_rung_records
 from kubetune.contract import (
@@ -21,6 +20,8 @@ from kubetune.contract import (
     TerminationMessage,
     decode_termination_message,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -190,17 +191,26 @@ class TrialView:
 
     # A view is read-only, so what it derives from its status is worked out once: a view
     # kept between ticks (controller/view.py TrialViews) is not parsed again, and hands the
-    # scheduler the same records each tick.
-    @functools.cached_property
+    # scheduler the same records each tick. Not functools.cached_property: on Python 3.11
+    # it takes one lock for every instance, which the ticks of 50 experiments queue on.
+    @property
     def state(self) -> str:
         """The trial's TrialState value; Pending until the operator first wrote one."""
-        return str(self.status.get("state") or TrialState.PENDING.value)
+        return self._derived("_state", lambda: str(self.status.get("state")
+                                                   or TrialState.PENDING.value))
 
-    @functools.cached_property
+    @property
     def records(self) -> list[RungRecord]:
         """The rung records persisted in status.rungs, from which the scheduler is rebuilt
         (the same list each time: do not change it)."""
-        return parse_rung_records(self.status.get("rungs") or [])
+        return self._derived("_records", lambda: parse_rung_records(self.status.get("rungs") or []))
+
+    def _derived(self, name: str, compute: Callable[[], T]) -> T:
+        cached = self.__dict__.get(name)
+        if cached is None:
+            cached = compute()
+            object.__setattr__(self, name, cached)  # two threads at once: the same value
+        return cast(T, cached)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> TrialView:
