@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from kubetune import contract
+from kubetune.controller.manifests import pod_name
 from tests.integration.kube import wait_for
 from tests.integration.test_operator import create, experiment, trials
 from tests.support.events import about_trials, operator_events
@@ -97,7 +99,7 @@ def _exploits(api_client: client.ApiClient, namespace: str) -> dict[str, list[di
 
 
 def test_bottom_trials_resume_from_top_trials_checkpoints_through_operator_kills(
-        api_client, namespace, operator: OperatorProcess, tmp_path: Path):
+        cluster, api_client, namespace, operator: OperatorProcess, tmp_path: Path):
     core = client.CoreV1Api(api_client)
     volume = tmp_path / "volume"
     volume.mkdir()
@@ -147,7 +149,14 @@ def test_bottom_trials_resume_from_top_trials_checkpoints_through_operator_kills
         assert attempts == sorted(set(attempts)) and all(a >= 2 for a in attempts), attempts
         for n, record in enumerate(records, start=1):
             assert record["oldConfig"] == config
-            resumed = json.loads((run_dir / name / f"exploit-{n}" / "resumed.json").read_text())
+            written = run_dir / name / f"exploit-{n}" / "resumed.json"
+            if not written.exists():  # say what the attempt did instead
+                log = contract.pod_log_path(cluster.state_dir, namespace,
+                                            pod_name(name, record["attempt"]))
+                tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+                pytest.fail(f"{name}'s attempt {record['attempt']} (exploit {n}) did not start "
+                            f"from {record['donorCheckpoint']}; its output:\n{tail}")
+            resumed = json.loads(written.read_text())
             donor_state = json.loads(
                 (run_dir / record["donorCheckpoint"] / "state.json").read_text())
             assert resumed["donor"] == record["donor"] and resumed["step"] == record["donorStep"]
