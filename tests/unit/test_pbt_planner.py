@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ray.tune.schedulers import PopulationBasedTraining as RayPBT
 
 from kubetune.api.pbt import PBTMemberStatus, PopulationBasedTrainingSpec
+from kubetune.controller.planner import Plan, TrialMetrics, plan_tick
 from kubetune.controller.planner.pbt import (
     Observation,
     build_pbt,
@@ -25,6 +26,8 @@ from kubetune.controller.planner.pbt import (
     restore_member,
     run_checks,
 )
+from tests.unit.test_planner_pods import NOW, experiment, pod, running
+from tests.unit.test_planner_pods import trial as trial_view
 
 SPEC: dict[str, Any] = {
     "type": "pbt",
@@ -171,3 +174,44 @@ def test_a_trial_that_exploits_takes_no_later_observation_of_the_tick() -> None:
     checks = run_checks(pbt, seen)
     assert checks[-1].trial == "t-1" and checks[-1].exploit is not None
     assert pbt.state("t-1").last_score == 0.0
+
+
+def _population_ticks(label_of_replaced: int) -> list[Plan]:
+    """Four trials checked at steps 2 and 4 (exp-0 last, so it exploits at 4), then a tick
+    at step 6 in which exp-0's new attempt runs but Prometheus holds the series of attempt
+    `label_of_replaced`. Statuses carry over from tick to tick as the operator persists them."""
+    exp = experiment(scheduler={**SPEC, "hyperparamMutations": {"lr": {"loguniform": [1e-4, 1e-1]}}},
+                     numSamples=4, maxConcurrentTrials=4,
+                     storage={"persistentVolumeClaim": {"claimName": "ckpt"}})
+    statuses: list[dict[str, Any]] = [{} for _ in range(4)]
+    plans = []
+    for step, attempts, labels in ((2, [1] * 4, [1] * 4), (4, [1] * 4, [1] * 4),
+                                   (6, [2, 1, 1, 1], [label_of_replaced, 1, 1, 1])):
+        snap = {f"exp-{i}": TrialMetrics(step=step, metrics={"accuracy": v * step},
+                                         rungs={step: (step, v * step)}, attempt=labels[i])
+                for i, v in enumerate((0.1, 0.5, 0.6, 0.9))}
+        plan = plan_tick(exp, [trial_view(i, **statuses[i]) for i in range(4)],
+                         [pod(i, attempts[i], statuses=[running()]) for i in range(4)], snap, NOW)
+        for i in range(4):
+            if f"exp-{i}" in plan.trial_status:
+                statuses[i].update(plan.trial_status[f"exp-{i}"].merge_patch())
+        statuses[0]["state"] = "Running"  # the new attempt's pod runs by the next tick
+        plans.append(plan)
+    return plans
+
+
+def _exploits(plan: Plan, name: str) -> int:
+    patch = plan.trial_status[name].merge_patch() if name in plan.trial_status else {}
+    return len((patch.get("pbt") or {}).get("exploits") or [])
+
+
+def test_a_new_attempt_is_not_checked_on_the_series_of_the_attempt_it_replaced() -> None:
+    # The replaced attempt runs on through its grace period and may reach the next check
+    # step before Prometheus has scraped the new one: that value is of the weights given up.
+    first, second, stale = _population_ticks(label_of_replaced=1)
+    assert _exploits(first, "exp-0") == 0 and _exploits(second, "exp-0") == 1
+    assert ("exp-0-1", 30) in second.delete_pods
+    assert _exploits(stale, "exp-0") == 0 and stale.delete_pods == []
+    # Read from the new attempt's own series, the same value is checked, and exploits again.
+    *_, fresh = _population_ticks(label_of_replaced=2)
+    assert _exploits(fresh, "exp-0") == 2 and ("exp-0-2", 30) in fresh.delete_pods

@@ -41,3 +41,16 @@ def test_non_finite_values_are_kept_as_such():
               sample("kubetune_trial_rung_step", "1", milestone="1")]
     t = parse_snapshot(result, "accuracy")["x-0"]
     assert math.isnan(t.metrics["accuracy"]) and t.rungs[1] == (1, -math.inf)
+
+
+def test_a_trial_is_read_from_its_latest_attempt_and_says_which():
+    result = [sample("kubetune_trial_step", "6", attempt="1"),
+              sample("kubetune_trial_metric", "0.2", metric="accuracy", attempt="1"),
+              sample("kubetune_trial_step", "5", attempt="2"),
+              sample("kubetune_trial_metric", "0.9", metric="accuracy", attempt="2"),
+              sample("kubetune_trial_step", "3", trial="x-1", attempt="1"),
+              sample("kubetune_trial_step", "4", trial="x-2")]
+    trials = parse_snapshot(result, "accuracy")
+    assert (trials["x-0"].attempt, trials["x-0"].step, trials["x-0"].metrics) == (2, 5, {"accuracy": 0.9})
+    assert trials["x-1"].attempt == 1
+    assert trials["x-2"].attempt is None, "no attempt label: the attempt is unknown"

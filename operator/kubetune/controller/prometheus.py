@@ -189,7 +189,7 @@ def parse_snapshot(result: list[Mapping[str, Any]], objective: str) -> dict[str,
         if not trial or _attempt(labels) < latest[trial]:
             continue  # an earlier attempt's series, still there for a moment: not this trial's now
         value = _number(sample["value"][1])
-        t = trials.setdefault(trial, TrialMetrics())
+        t = trials.setdefault(trial, TrialMetrics(attempt=latest[trial] or None))
         name = labels.get("__name__", "")
         if name == contract.METRIC_STEP and math.isfinite(value):
             t.step = int(value)

@@ -140,11 +140,12 @@ def plan_exploits(exp: ExperimentView, trials: Sequence[TrialView],
                   plan: Plan, terminal: frozenset[str]) -> None:
     """This tick's PBT checks and exploits, after the trial machine has advanced every trial.
 
-    Only a Running trial alone with its current attempt's pod is observed, so no value of
-    an attempt it has left behind is read. Each check's state is written to the trial's
-    status; an exploit also moves the trial to its next attempt (Pending) and deletes the
-    running pod: the next attempt, made once that pod is gone, runs the new config from
-    the donor's checkpoint (TrialMachine._new_pod reads both from the status).
+    Only a Running trial alone with its current attempt's pod, and only that attempt's
+    series, is observed, so no value of an attempt it has left behind is read. Each
+    check's state is written to the trial's status; an exploit also moves the trial to
+    its next attempt (Pending) and deletes the running pod: the next attempt, made once
+    that pod is gone, runs the new config from the donor's checkpoint
+    (TrialMachine._new_pod reads both from the status).
     """
     spec = exp.spec
     pbt = build_pbt(spec.scheduler, metric=spec.objective.metric, mode=spec.objective.mode)
@@ -167,6 +168,10 @@ def plan_exploits(exp: ExperimentView, trials: Sequence[TrialView],
         attempt = int(t.status.get("attempts") or 0)
         if (obs is None or states.get(t.name) != TrialState.RUNNING.value or len(pods) != 1
                 or pods[0].attempt != attempt or pods[0].deleting or pods[0].done):
+            continue
+        if obs.attempt is not None and obs.attempt != attempt:
+            # Prometheus has not scraped this attempt yet: the series are the replaced
+            # attempt's, whose last steps ran with the weights the trial gave up.
             continue
         since = pbt.next_check(t.name)
         seen += [Observation(t.index, t.name, step, value)

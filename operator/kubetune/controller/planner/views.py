@@ -249,6 +249,9 @@ class TrialMetrics:
     """The trial said it is done (its finished gauge is 1)."""
     last_report: float | None = None
     """Unix time of the trial's latest report, by its own clock; None before the first."""
+    attempt: int | None = None
+    """The attempt whose series these are (the highest attempt label Prometheus holds for
+    the trial); None when the series carry no attempt label."""
 
 
 def parse_termination_message(message: str) -> TerminationMessage | None:
