@@ -291,7 +291,8 @@ def _items(listing: object) -> list[dict[str, Any]]:
 
 def json_line(result: dict[str, Any]) -> str:
     keys = ("trials_started_per_second", "decision_latency_p50", "decision_latency_p99",
-            "decision_tick_p99", "decision_recorded_p99",
+            "decision_tick_p99", "decision_recorded_p99", "decisions_after_pod_end",
+            "decision_after_pod_end_p99", "decision_while_running_p99",
             "recorded_to_deletion_p99", "pod_running_after_create_p99", "watch_lag_p99",
             "api_writes_per_trial", "queries_per_experiment_tick", "operator_peak_rss_mib",
             "operator_cpu_seconds")
@@ -326,6 +327,10 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
     latency_gone: list[float] = []
     gone_after_decision: list[float] = []
     gone_when: list[tuple[float, float]] = []  # (seconds into the run, pod gone after decision)
+    # Which decisions came after the pod had ended (its trainer exited first): those waited
+    # for the pod's end to reach the operator, the others for a tick that read the rung.
+    after_end: list[float] = []
+    while_running: list[float] = []
     missing = 0
     for key, t in trials.items():
         if t.state != "Pruned" or not t.pruned_at:
@@ -338,6 +343,8 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
             missing += 1
             continue
         latency_delete.append(pod.deleting - first)
+        ended_first = pod.finished is not None and t.terminal is not None and pod.finished <= t.terminal
+        (after_end if ended_first else while_running).append(pod.deleting - first)
         if t.terminal is not None:  # the split: deciding, then deleting
             to_decision.append(t.terminal - first)
             if t.completion is not None:
@@ -420,6 +427,9 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         "decision_tick_p50": _round(_quantile(decided, 0.5)),
         "decision_tick_p99": _round(_quantile(decided, 0.99)),
         "decision_tick_list": [round(x, 2) for x in decided],
+        "decisions_after_pod_end": len(after_end),
+        "decision_after_pod_end_p99": _round(_quantile(after_end, 0.99)),
+        "decision_while_running_p99": _round(_quantile(while_running, 0.99)),
         "decision_recorded_p50": _round(_quantile(to_decision, 0.5)),
         "decision_recorded_p99": _round(_quantile(to_decision, 0.99)),
         "recorded_to_deletion_p50": _round(_quantile(to_delete, 0.5)),

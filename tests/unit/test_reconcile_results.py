@@ -9,7 +9,7 @@ from typing import Any
 
 from kubetune.controller.planner import PodView, TrialMetrics, TrialView, plan_tick
 from kubetune.controller.prometheus import experiment_query
-from kubetune.controller.reconcile import awaiting_results
+from kubetune.controller.reconcile import Awaiting, awaiting_results
 
 NOW = "2026-01-01T00:00:00Z"
 
@@ -31,20 +31,23 @@ def test_nothing_is_read_before_any_trial_or_once_every_result_is_final() -> Non
 
 
 def test_a_finished_pod_whose_trial_is_not_recorded_yet_is_read() -> None:
-    assert awaiting_results([trial("e-0", "Running")], [pod("e-0-1", "Succeeded")]) == ["e-0-1"]
+    assert awaiting_results([trial("e-0", "Running")],
+                            [pod("e-0-1", "Succeeded")]) == Awaiting(["e-0-1"], [])
 
 
 def test_only_the_latest_attempt_of_an_unsettled_trial_is_asked_for() -> None:
     pods = [pod("e-0-1", "Failed"), pod("e-0-2", "Succeeded"), pod("e-1-1", "Running")]
-    assert awaiting_results([trial("e-0", "Running"), trial("e-1", "Running")], pods) == ["e-0-2"]
+    assert awaiting_results([trial("e-0", "Running"), trial("e-1", "Running")],
+                            pods) == Awaiting(["e-0-2"], ["e-1-1"])
 
 
 def test_a_running_trial_is_read_without_any_finished_pod() -> None:
-    assert awaiting_results([trial("e-0", "Running")], [pod("e-0-1", "Running")]) == []
+    assert awaiting_results([trial("e-0", "Running")],
+                            [pod("e-0-1", "Running")]) == Awaiting([], ["e-0-1"])
 
 
 def test_a_pruned_trials_pod_still_stopping_keeps_the_read() -> None:
-    assert awaiting_results([trial("e-0", "Pruned")], [pod("e-0-1", "Running")]) == []
+    assert awaiting_results([trial("e-0", "Pruned")], [pod("e-0-1", "Running")]) == Awaiting([], [])
 
 
 def test_the_query_adds_the_last_report_of_finished_pods_only_when_there_are_some() -> None:
@@ -53,6 +56,16 @@ def test_the_query_adds_the_last_report_of_finished_pods_only_when_there_are_som
     query = experiment_query("ns", "exp", ["exp-1-1", "exp-0-2"])
     assert query.startswith(live + " or last_over_time(")
     assert 'pod=~"exp-0-2|exp-1-1"' in query and query.endswith("[1h])")
+
+
+def test_running_pods_are_read_past_a_staleness_marker_over_the_last_minute() -> None:
+    live = experiment_query("ns", "exp")
+    query = experiment_query("ns", "exp", ["exp-0-2"], ["exp-1-1", "exp-2-1"])
+    running, finished = query.removeprefix(live + " or ").split(" or ")
+    assert running.startswith("last_over_time(") and 'pod=~"exp-1-1|exp-2-1"' in running
+    assert running.endswith("[1m])")
+    assert 'pod=~"exp-0-2"' in finished and finished.endswith("[1h])")
+    assert experiment_query("ns", "exp", [], ["exp-1-1"]).endswith("[1m])")
 
 
 def test_a_dot_in_a_pod_name_matches_only_a_dot() -> None:
@@ -92,4 +105,4 @@ def test_a_trial_neither_source_has_fails_naming_the_objective() -> None:
 def test_a_trial_container_done_while_a_sidecar_runs_is_asked_for() -> None:
     sidecar = PodView(name="e-0-1", trial="e-0", attempt=1, phase="Running",
                       main_terminated=True, exit_code=0)
-    assert awaiting_results([trial("e-0", "Running")], [sidecar]) == ["e-0-1"]
+    assert awaiting_results([trial("e-0", "Running")], [sidecar]) == Awaiting(["e-0-1"], [])

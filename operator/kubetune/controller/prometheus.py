@@ -11,7 +11,10 @@ stale at once, so a plain instant query loses a trial's last report right when
 it is needed. For the finished pods whose trial's result is not recorded yet,
 the same query adds `last_over_time` of their own series (by the `pod` target
 label), which reads past the staleness marker: the results come from
-Prometheus whatever the termination message says.
+Prometheus whatever the termination message says. The pods the operator still
+sees running get the same over the last minute (`RUNNING_LOOKBACK`): their
+process may have ended, and Prometheus marked its series stale, before the pod's
+end reaches the operator, and a rung scraped once must not wait for that.
 
 An experiment may name its own Prometheus (spec.prometheus.url) only where the
 operator's configuration allows it (`experiment_url_refusal`): otherwise anyone
@@ -75,14 +78,22 @@ def _alternatives(pods: Sequence[str]) -> str:
     return "|".join(pod.replace(".", "\\\\.") for pod in sorted(set(pods)))
 
 
-def experiment_query(namespace: str, experiment: str, finished_pods: Sequence[str] = ()) -> str:
-    """The one instant query of a tick: the live series, and the last report of each
+RUNNING_LOOKBACK = "1m"
+"""How far back a pod the operator sees running is read past a staleness marker: longer
+than its end takes to reach the operator, after which FINISHED_LOOKBACK reads it."""
+
+
+def experiment_query(namespace: str, experiment: str, finished_pods: Sequence[str] = (),
+                     running_pods: Sequence[str] = ()) -> str:
+    """The one instant query of a tick: the live series, the latest sample of each pod in
+    `running_pods` whose series went stale in the last minute, and the last report of each
     finished pod in `finished_pods` (whose series are stale)."""
-    live = experiment_selector(namespace, experiment)
-    if not finished_pods:
-        return live
-    last = experiment_selector(namespace, experiment, finished_pods)
-    return f"{live} or last_over_time({last}[{FINISHED_LOOKBACK}])"
+    query = experiment_selector(namespace, experiment)
+    for pods, lookback in ((running_pods, RUNNING_LOOKBACK), (finished_pods, FINISHED_LOOKBACK)):
+        if pods:
+            last = experiment_selector(namespace, experiment, pods)
+            query += f" or last_over_time({last}[{lookback}])"
+    return query
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -221,20 +232,23 @@ class PrometheusSource:
     session: requests.Session = field(default_factory=requests.Session)
 
     def snapshot(self, namespace: str, experiment: str, objective: str,
-                 url: str | None = None, finished_pods: Sequence[str] = ()) -> MetricsSnapshot:
+                 url: str | None = None, finished_pods: Sequence[str] = (),
+                 running_pods: Sequence[str] = ()) -> MetricsSnapshot:
         """Read every trial of one experiment in one query; `url` overrides the default server.
 
         `finished_pods` are the finished pods whose trial's result is not recorded yet: their
-        last report is read although Prometheus no longer scrapes them.
+        last report is read although Prometheus no longer scrapes them; `running_pods` the
+        pods of those trials still seen running (`experiment_query`). The query goes in a
+        POST's body, as it grows with the pods it names.
         Raises MetricsUnavailable when Prometheus cannot be reached or answers an error.
         """
         base = (url or self.url).rstrip("/")
         started = time.monotonic()
         ok = False
+        query = experiment_query(namespace, experiment, finished_pods, running_pods)
         try:
-            response = self.session.get(
-                f"{base}/api/v1/query", params={"query": experiment_query(namespace, experiment, finished_pods)},
-                timeout=self.timeout)
+            response = self.session.post(f"{base}/api/v1/query", data={"query": query},
+                                         timeout=self.timeout)
             body = response.json()
             if response.status_code != 200 or body.get("status") != "success":
                 raise MetricsUnavailable(

@@ -222,8 +222,9 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
     if unsettled is not None:
         try:
             prom_url = spec.prometheus.url if spec.prometheus else None
-            snapshot = ctx.prometheus.snapshot(namespace, name, spec.objective.metric,
-                                               url=prom_url, finished_pods=unsettled).trials
+            snapshot = ctx.prometheus.snapshot(
+                namespace, name, spec.objective.metric, url=prom_url,
+                finished_pods=unsettled.finished, running_pods=unsettled.running).trials
         except MetricsUnavailable as e:
             metrics_error = str(e)
             logger.warning("metrics unavailable: %s", e)
@@ -249,9 +250,19 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
     return plan.more_to_create
 
 
-def awaiting_results(trials: list[TrialView], pods: list[PodView]) -> list[str] | None:
+@dataclass(frozen=True)
+class Awaiting:
+    """The latest pods of the trials whose result is not settled yet, by whether they ended."""
+
+    finished: list[str]
+    """Their trial container has exited: their last report is wanted."""
+    running: list[str]
+    """Still running as far as the operator has seen: read past a staleness marker too."""
+
+
+def awaiting_results(trials: list[TrialView], pods: list[PodView]) -> Awaiting | None:
     """None when no trial's result can still change (no Prometheus read is needed); else
-    the finished pods whose trial is not settled yet, whose last report is wanted.
+    the latest pods of the trials not settled yet.
 
     A trial is unsettled while it is not Succeeded, Pruned or Failed: its pod may run,
     or its trial container have exited without the result recorded yet (the termination
@@ -264,8 +275,9 @@ def awaiting_results(trials: list[TrialView], pods: list[PodView]) -> list[str] 
     open_trials = [t for t in trials if t.state not in TERMINAL]
     if not open_trials and all(p.finished for p in pods):
         return None
-    return sorted(latest[t.name].name for t in open_trials
-                  if t.name in latest and latest[t.name].done)
+    own = sorted((latest[t.name] for t in open_trials if t.name in latest), key=lambda p: p.name)
+    return Awaiting(finished=[p.name for p in own if p.done],
+                    running=[p.name for p in own if not p.done and not p.deleting])
 
 
 def _check_template(spec: TuneExperimentSpec) -> None:
