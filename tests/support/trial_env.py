@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,3 +20,15 @@ def trial_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     })
     env.update(extra)
     return env
+
+
+def reported_step(log: Path) -> int | None:
+    """The step in the termination message a running trial last wrote; None before its first.
+
+    The trial rewrites the file in place (the kubelet bind-mounts it), so a read can land
+    between its truncation and its write: such a read counts as no message yet.
+    """
+    try:
+        return int(json.loads(log.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

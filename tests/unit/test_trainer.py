@@ -6,7 +6,6 @@ MNIST is read through torchvision's own loader from IDX files written here
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import signal
@@ -26,7 +25,7 @@ from kubetune_trainer.hyperparameters import Hyperparameters, resolve
 from kubetune_trainer.reporting import EpochResult
 from kubetune_trainer.simulated import accuracy_at
 from kubetune_trainer.synthetic_mnist import write_idx_mnist
-from tests.support.trial_env import trial_env
+from tests.support.trial_env import reported_step, trial_env
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +211,7 @@ def test_sigterm_stops_the_trainer_and_a_retry_resumes_at_the_next_epoch(tmp_pat
     )
     log = tmp_path / "termination-log"
     deadline = time.monotonic() + 20
-    while not (log.exists() and log.read_text() and json.loads(log.read_text())["step"] >= 3):
+    while (reported_step(log) or 0) < 3:
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.02)
 

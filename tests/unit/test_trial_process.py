@@ -6,7 +6,6 @@ as the kubelet would, and reads the termination message it leaves behind.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 
 from kubetune import trial
 from kubetune.trial import parse_termination_message
-from tests.support.trial_env import trial_env
+from tests.support.trial_env import reported_step, trial_env
 
 
 def read_message(path: Path) -> dict[str, Any]:
@@ -39,7 +38,7 @@ def _start(script: str, env: dict[str, str]) -> subprocess.Popen[str]:
 def _wait_for_step(log: Path, step: int, process: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if log.exists() and log.read_text() and json.loads(log.read_text())["step"] >= step:
+        if (reported_step(log) or 0) >= step:
             return
         assert process.poll() is None, process.communicate()[0]
         time.sleep(0.02)
