@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -29,6 +28,6 @@ def reported_step(log: Path) -> int | None:
     between its truncation and its write: such a read counts as no message yet.
     """
     try:
-        return int(json.loads(log.read_text())["step"])
+        return int(contract.decode_termination_message(log.read_text())["step"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
