@@ -15,7 +15,6 @@ import contextvars
 import functools
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import kopf
@@ -25,7 +24,8 @@ from prometheus_client import start_http_server
 from kubetune import contract
 from kubetune.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION
 from kubetune.controller import view, wake
-from kubetune.controller.concurrent import WRITERS
+from kubetune.controller.concurrent import WRITERS, Writers
+from kubetune.controller.creations import Creations
 from kubetune.controller.failures import ErrorHistory
 from kubetune.controller.gateway import Gateway
 from kubetune.controller.leader import Leadership
@@ -37,7 +37,7 @@ from kubetune.controller.settings import OperatorSettings
 WORKERS = 32
 """kopf's worker threads, where the ticks of sync handlers run."""
 CONNECTIONS = WORKERS + WRITERS
-"""Pooled connections to the apiserver: one per worker plus the writes a tick sends at once.
+"""Pooled connections to the apiserver: one per worker plus the writes sent at once.
 The client's default (5 per CPU) is smaller than the workers, so connections beyond it
 were dropped after each request and handshaken again."""
 
@@ -128,7 +128,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             trials = view.snapshot(kwargs.get(view.TRIALS), key)
             pods = view.snapshot(kwargs.get(view.PODS), key)
             worker_jobs = view.snapshot(kwargs.get(view.JOBS), key)
-            observed = view.observe(ctx.writes, key, trials, pods, worker_jobs)
+            creating = ctx.creations.creating(key) if ctx.creations is not None else None
+            observed = view.observe(ctx.writes, key, trials, pods, worker_jobs, creating)
             run = functools.partial(_timed_tick, ctx, body, memo.errors, logger, observed)
             again = await asyncio.get_running_loop().run_in_executor(
                 memo.executor, contextvars.copy_context().run, run)
@@ -153,6 +154,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
                                                        body["metadata"]["name"])
             memo.kubetune.trial_views.forget_experiment((body["metadata"]["namespace"],
                                                          body["metadata"]["name"]))
+            if memo.kubetune.creations is not None:
+                memo.kubetune.creations.forget((body["metadata"]["namespace"],
+                                                body["metadata"]["name"]))
         except Exception as e:
             logger.warning("forgetting the experiment's metrics failed: %s", e)
 
@@ -235,13 +239,14 @@ def _context(settings: OperatorSettings, leadership: Leadership | None = None,
             leadership.check()  # exits the process when the Lease may be someone else's
         metrics.count_write(verb, resource)
 
+    writers = Writers(WRITERS)
     return OperatorContext(
         settings=settings, gateway=Gateway(
             api_client(settings), count_write=count_write,
             written=written),
         prometheus=PrometheusSource(settings.prometheus_url, observe=metrics.observe_query),
-        metrics=metrics, writes=writes,
-        writers=ThreadPoolExecutor(WRITERS, thread_name_prefix="kubetune-write"),
+        metrics=metrics, writes=writes, writers=writers,
+        creations=Creations(writers, wake=wakes.wake if wakes is not None else None),
     )
 
 

@@ -38,7 +38,8 @@ from kubetune.api import (
 )
 from kubetune.contract import EXPERIMENT_TERMINAL_PHASES as TERMINAL_PHASES
 from kubetune.controller import distributed, manifests, writes
-from kubetune.controller.concurrent import run_chains
+from kubetune.controller.concurrent import DECISION, run_chains
+from kubetune.controller.creations import Creations
 from kubetune.controller.failures import (
     ErrorHistory,
     Failure,
@@ -85,7 +86,10 @@ class OperatorContext:
     writes: Writes = field(default_factory=Writes)
     """The operator's writes the watch-fed view has not confirmed yet (view.py)."""
     writers: Executor | None = None
-    """Where a tick's writes run, one chain per trial (concurrent.py); None: in turn."""
+    """Where a tick's writes run, one chain per trial, decisions first (concurrent.py);
+    None: in turn."""
+    creations: Creations | None = None
+    """Each experiment's creations in flight (creations.py); None: a tick waits for its own."""
     pace: StatusPace = field(default_factory=StatusPace)
     """When a status write that changes only the experiment's progress is due (pace.py)."""
     decision_events: DecisionEvents = field(default_factory=DecisionEvents)
@@ -120,6 +124,9 @@ def reconcile_once(ctx: OperatorContext, body: kopf.Body, history: ErrorHistory,
         failure = classify(e)
         ctx.metrics.reconcile_errors.labels(failure.reason).inc()
         if failure.permanent:
+            if ctx.creations is not None:  # what is being created is stopped with the rest
+                ctx.creations.wait((body["metadata"]["namespace"], body["metadata"]["name"]),
+                                   ctx.settings.retry_seconds)
             _fail(ctx, body, failure, history, logger)
             return False
         delay, report = history.failed(failure, time.monotonic(), ctx.settings.retry_seconds,
@@ -207,9 +214,14 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
     _check_prometheus_url(ctx.settings, spec)
     distributed.check(spec)
     multi = distributed.multi(spec)
+    if ctx.creations is not None:
+        failure = ctx.creations.take_failure((namespace, name))
+        if failure is not None:  # the last batch of creations failed: this tick says so
+            raise failure
     if observed is None:
+        creating = ctx.creations.creating((namespace, name)) if ctx.creations else None
         observed = Observed(gw.list_trials(namespace, name), gw.list_pods(namespace, name),
-                            gw.list_jobs(namespace, name) if multi else [])
+                            gw.list_jobs(namespace, name) if multi else [], creating)
     trials, pods = observed.trials, observed.pods
     groups = None  # a multi-worker attempt (a Job and its pods) is one view
     if multi:
@@ -243,11 +255,14 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
         ctx.trial_views.forget_experiment((namespace, name))
     if groups is not None:  # whole-trial admission of the attempts due to start
         plan_admission(plan, spec, trial_views,
-                       distributed.capacity(gw) if plan.new_pods else Capacity(), now(),
+                       distributed.capacity(gw) if plan.new_pods and observed.creating is None
+                       else Capacity(), now(),
                        status.get("conditions") or [], generation, name)
         plan_worker_status(plan, trial_views, groups)
-    _apply(ctx, body, spec, plan, trials, logger, groups, {p.name: p.trial for p in pod_views})
-    return plan.more_to_create
+    _apply(ctx, body, spec, plan, trials, logger, groups, {p.name: p.trial for p in pod_views},
+           observed.creating)
+    # With creations in the background, their end wakes the loop (creations.py).
+    return plan.more_to_create and ctx.creations is None
 
 
 @dataclass(frozen=True)
@@ -308,24 +323,36 @@ def _fail_invalid(ctx: OperatorContext, body: kopf.Body, error: SpecError,
 
 def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan: Plan,
            trials: list[dict[str, Any]], logger: kopf.Logger, groups: Groups | None = None,
-           pod_trials: Mapping[str, str] | None = None) -> None:
+           pod_trials: Mapping[str, str] | None = None,
+           creating: frozenset[str] | None = None) -> None:
+    """Write `plan`. With `creating` (an earlier tick's creations in flight, about those
+    trials) only the decisions about other trials are written, and their Events."""
     gw = ctx.gateway
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     by_name = {t["metadata"]["name"]: t for t in trials}
     pod_trials = pod_trials or {}
+    untouched = frozenset() if creating is None else creating
     # Writes go out concurrently, one chain per trial, in the order each trial needs
     # (concurrent.py); every decision and deletion before any creation.
     # 1. Decisions first: a pruned trial is recorded before its pod goes.
     decided: dict[str, list[Callable[[], object]]] = {}
     for trial, trial_status in plan.trial_status.items():
         # a trial gone since is skipped
-        decided.setdefault(trial, []).append(
-            functools.partial(gw.patch_trial_status, namespace, trial, trial_status))
+        if trial not in untouched:
+            decided.setdefault(trial, []).append(
+                functools.partial(gw.patch_trial_status, namespace, trial, trial_status))
     for pod, grace in plan.delete_pods:
-        decided.setdefault(pod_trials.get(pod, pod), []).append(
-            functools.partial(writes.delete, gw, groups, namespace, pod, grace, plan))
-    run_chains(ctx.writers, list(decided.values()))
+        if pod_trials.get(pod, pod) not in untouched:
+            decided.setdefault(pod_trials.get(pod, pod), []).append(
+                functools.partial(writes.delete, gw, groups, namespace, pod, grace, plan))
+    run_chains(ctx.writers, list(decided.values()), DECISION)
+    if creating is not None:  # decide only; the status waits for the batch's end
+        _post(body, ctx.decision_events.due(meta["uid"], [
+            e for e in plan.events if _decision_event(e, creating)]), by_name)
+        if decided:
+            logger.info("decided %d trials while creations are in flight", len(decided))
+        return
     # 2. New trials, then pods owned by them; the very first pod is tried on the apiserver
     # before any trial exists, so a template it refuses fails the experiment at once.
     if plan.new_trials and not trials:
@@ -338,20 +365,36 @@ def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan
     for new_pod in plan.new_pods:
         created.setdefault(new_pod.trial, []).append(
             functools.partial(writes.create_pod, gw, spec, by_name, namespace, new_pod, groups))
-    run_chains(ctx.writers, list(created.values()))
-    # 3. Events (one per decision kind on the experiment: planner/events.py, merged over
-    # ticks: pace.py) and its status.
-    status = plan.experiment_status or TuneExperimentStatus()
-    ended = status.phase in TERMINAL_PHASES
-    _post(body, ctx.decision_events.due(meta["uid"], plan.events, ended=ended), by_name)
-    patch = status.merge_patch()
-    stored = body.get("status") or {}
-    if changes(stored, patch) and ctx.pace.due(meta["uid"], progress_only(stored, patch)):
-        gw.patch_experiment_status(namespace, name, status)
-    counts = Counter({k: v for k, v in (patch.get("trials") or {}).items() if k in COUNTED_STATES})
-    ctx.metrics.set_experiment(meta["uid"], patch.get("phase"), counts)
-    if plan.new_trials or plan.delete_pods:
-        logger.info("created %d trials, deleted %d pods", len(plan.new_trials), len(plan.delete_pods))
+
+    def then() -> None:
+        # 3. Events (one per decision kind on the experiment: planner/events.py, merged
+        # over ticks: pace.py) and its status.
+        status = plan.experiment_status or TuneExperimentStatus()
+        ended = status.phase in TERMINAL_PHASES
+        _post(body, ctx.decision_events.due(meta["uid"], plan.events, ended=ended), by_name)
+        patch = status.merge_patch()
+        stored = body.get("status") or {}
+        if changes(stored, patch) and ctx.pace.due(meta["uid"], progress_only(stored, patch)):
+            gw.patch_experiment_status(namespace, name, status)
+        counts = Counter({k: v for k, v in (patch.get("trials") or {}).items()
+                          if k in COUNTED_STATES})
+        ctx.metrics.set_experiment(meta["uid"], patch.get("phase"), counts)
+        if plan.new_trials or plan.delete_pods:
+            logger.info("created %d trials, deleted %d pods", len(plan.new_trials),
+                        len(plan.delete_pods))
+
+    if ctx.creations is None:
+        run_chains(ctx.writers, list(created.values()))
+        then()
+    else:  # in the background: the experiment's next tick need not wait for them
+        ctx.creations.start((namespace, name), created, then)
+
+
+def _decision_event(event: Event, creating: frozenset[str]) -> bool:
+    """An Event a tick that decides only posts: about a trial it wrote the decision of. The
+    experiment's own Events follow its status, which that tick does not write."""
+    return event.kind == "TuneTrial" and event.name not in creating and \
+        event.reason != "TrialCreated"
 
 
 def _post(body: kopf.Body, events: list[Event], trials: Mapping[str, Mapping[str, Any]]) -> None:

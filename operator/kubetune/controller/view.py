@@ -73,6 +73,9 @@ class Observed:
     pods: list[dict[str, Any]]
     jobs: list[dict[str, Any]] = field(default_factory=list)
     """Only a multi-worker experiment has any (an Indexed Job per attempt)."""
+    creating: frozenset[str] | None = None
+    """The trials an earlier tick's creations, still in flight, are about (creations.py),
+    taken before the reads: this tick decides only. None: nothing in flight."""
 
 
 def _version(body: Mapping[str, Any]) -> int | None:
@@ -180,8 +183,12 @@ class TrialViews:
 
 
 def observe(writes: Writes, key: Key, trials: list[dict[str, Any]],
-            pods: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> Observed:
-    """A tick's reads: the view's snapshot under `key` with the operator's own writes."""
+            pods: list[dict[str, Any]], jobs: list[dict[str, Any]],
+            creating: frozenset[str] | None = None) -> Observed:
+    """A tick's reads: the view's snapshot under `key` with the operator's own writes.
+
+    `creating` is read before the writes are merged: a batch of creations that ended
+    before has recorded every answer (Writes.record), so the view holds what it made."""
     return Observed(trials=writes.merge("trials", key, trials),
                     pods=writes.merge("pods", key, pods),
-                    jobs=writes.merge("jobs", key, jobs))
+                    jobs=writes.merge("jobs", key, jobs), creating=creating)

@@ -89,8 +89,10 @@ class Stopped(Protocol):
 class Waiter:
     """One experiment's wake: set on the event loop by `Wakes.changed`, awaited by its loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.event = asyncio.Event()
+        self.loop = loop
+        """The event loop it is awaited on, for a wake from another thread."""
 
     async def wait(self, timeout: float) -> bool:
         """Whether it was woken within `timeout` seconds."""
@@ -147,8 +149,15 @@ class Wakes:
 
     def waiter(self, key: Key) -> Waiter:
         """A new Waiter for the experiment `key`, replacing any earlier one (on the loop)."""
-        waiter = self._waiters[key] = Waiter()
+        waiter = self._waiters[key] = Waiter(asyncio.get_running_loop())
         return waiter
+
+    def wake(self, key: Key) -> None:
+        """Wake the loop of experiment `key`, if it has one (any thread): its creations in
+        the background have ended (creations.py)."""
+        waiter = self._waiters.get(key)
+        if waiter is not None and waiter.loop is not None:
+            waiter.loop.call_soon_threadsafe(waiter.event.set)
 
     def release(self, key: Key, waiter: Waiter) -> None:
         """Forget `waiter` when its loop ends, unless a newer loop of `key` holds its place."""
