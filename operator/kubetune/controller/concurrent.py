@@ -5,7 +5,8 @@ deleted, its TuneTrial created before its pod), never across trials, so each tri
 form a chain run in order, and the chains of a tick share a bounded pool of threads. A
 chain stops at its first error; the others run to their end (each write is idempotent and
 the next tick repairs whatever one did not do), and the tick then fails with the error of
-the first failed chain, in the tick's own order, as a sequential tick would.
+the first failed chain, in the tick's own order, as a sequential tick would. On the
+operator's Writers a decision goes before every creation waiting.
 """
 
 from __future__ import annotations
