@@ -19,7 +19,7 @@ from kubetune.api import (
     TuneTrialStatus,
     validate_experiment_spec,
 )
-from kubetune.controller import concurrent, reconcile
+from kubetune.controller import apply, concurrent, context
 from kubetune.controller.creations import Creations
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.planner import Plan
@@ -165,12 +165,12 @@ def _apply(monkeypatch: pytest.MonkeyPatch, creating: frozenset[str] | None,
            creations: Creations | None = None) -> RecordingGateway:
     monkeypatch.setattr(kopf, "event", lambda _b, **k: None)
     gw = RecordingGateway()
-    ctx: Any = reconcile.OperatorContext(settings=OperatorSettings(tick_seconds=1),
+    ctx: Any = context.OperatorContext(settings=OperatorSettings(tick_seconds=1),
                                          gateway=cast(Any, gw), prometheus=cast(Any, None),
                                          metrics=OperatorMetrics(), creations=creations)
     spec = validate_experiment_spec(dict(BODY["spec"]))  # type: ignore[arg-type]
     pod_trials = {"exp-0-1": "exp-0", "exp-1-1": "exp-1"}
-    reconcile._apply(ctx, cast(Any, BODY), spec, _plan(), [], Logger(),  # type: ignore[arg-type]
+    apply.apply_plan(ctx, cast(Any, BODY), spec, _plan(), [], Logger(),  # type: ignore[arg-type]
                      None, pod_trials, creating)
     return gw
 
@@ -212,7 +212,7 @@ def test_a_full_tick_returns_with_its_creations_in_flight_and_they_end_the_same_
 
 def test_a_tick_that_decides_only_holds_the_events_of_its_decisions_alone() -> None:
     plan = _plan()
-    kept = [e for e in plan.events if reconcile._decision_event(e, frozenset({"exp-1"}))]
+    kept = [e for e in plan.events if apply.decision_event(e, frozenset({"exp-1"}))]
     assert [(e.name, e.reason) for e in kept] == [("exp-0", "TrialPruned")]
 
 

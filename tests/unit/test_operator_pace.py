@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from kubetune.controller.pace import DecisionEvents, StatusPace
+from kubetune.controller.pace import DecisionEvents, StatusPace, progress_only
 from kubetune.controller.planner.actions import Event
 from kubetune.controller.planner.events import aggregate, decision_message, decisions
-from kubetune.controller.reconcile import progress_only
 
 pytestmark = pytest.mark.unit
 

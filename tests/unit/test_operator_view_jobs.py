@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubetune import contract
 from kubetune.contract import EXPERIMENT_LABEL
-from kubetune.controller import distributed, gateway, reconcile, view
+from kubetune.controller import context, distributed, gateway, reconcile, view
 from kubetune.controller.gateway import Gateway
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.settings import OperatorSettings
@@ -194,7 +194,7 @@ def test_the_tick_after_a_job_create_sees_the_job_and_lists_nothing(
     monkeypatch.setattr(kopf, "event", lambda *_a, **_k: None)
     writes = view.Writes()
     gw = WritingGateway(writes)
-    ctx = reconcile.OperatorContext(
+    ctx = context.OperatorContext(
         settings=OperatorSettings(tick_seconds=1), gateway=cast(Any, gw),
         prometheus=cast(Any, NoMetrics()), metrics=OperatorMetrics(), writes=writes)
     logger = cast(Any, SimpleNamespace(info=lambda *_: None, warning=lambda *_: None))

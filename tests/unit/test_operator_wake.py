@@ -14,8 +14,8 @@ import pytest
 from kopf._core.intents.stoppers import DaemonStopper, DaemonStoppingReason
 
 from kubetune.controller import handlers, wake
+from kubetune.controller.context import OperatorContext
 from kubetune.controller.metrics import OperatorMetrics
-from kubetune.controller.reconcile import OperatorContext
 from kubetune.controller.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from kubetune.api import validate_experiment_spec
+from kubetune.controller.pace import without_nulls
 from kubetune.controller.planner import (
     ExperimentView,
     Plan,
@@ -21,7 +22,6 @@ from kubetune.controller.planner import (
     TrialView,
     plan_tick,
 )
-from kubetune.controller.reconcile import without_nulls
 from tests.unit.test_status_schema import EXPERIMENT_STATUS, TRIAL_STATUS, assert_valid
 
 NOW = "2026-01-01T00:10:00Z"

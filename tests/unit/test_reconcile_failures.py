@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import MaxRetryError
 
 from kubetune.api import SpecError, TuneExperimentStatus
-from kubetune.controller import reconcile
+from kubetune.controller import context, reconcile
 from kubetune.controller.failures import (
     REPORT_EVERY_SECONDS,
     ErrorHistory,
@@ -185,7 +185,7 @@ def _run(error: Exception, monkeypatch: pytest.MonkeyPatch, history: ErrorHistor
                         lambda _b, **k: events.append((k["reason"], k["message"])))
     gw = RefusingGateway(error)
     metrics = OperatorMetrics()
-    ctx: Any = reconcile.OperatorContext(settings=OperatorSettings(tick_seconds=1), gateway=cast(Any, gw),
+    ctx: Any = context.OperatorContext(settings=OperatorSettings(tick_seconds=1), gateway=cast(Any, gw),
                                          prometheus=cast(Any, None), metrics=metrics)
     with contextlib.suppress(kopf.TemporaryError):
         reconcile.reconcile_once(ctx, BODY, history, Logger())  # type: ignore[arg-type]
@@ -215,7 +215,7 @@ def test_a_transient_error_raises_a_temporary_error_with_the_backoff(
     monkeypatch.setattr(kopf, "event",
                         lambda _b, **k: events.append((k["reason"], k["message"])))
     gw = RefusingGateway(api_error(503, "unavailable", verb="list", resource="tunetrials"))
-    ctx: Any = reconcile.OperatorContext(settings=OperatorSettings(tick_seconds=1), gateway=cast(Any, gw),
+    ctx: Any = context.OperatorContext(settings=OperatorSettings(tick_seconds=1), gateway=cast(Any, gw),
                                          prometheus=cast(Any, None), metrics=OperatorMetrics())
     delays = []
     for _ in range(3):

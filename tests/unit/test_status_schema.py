@@ -30,7 +30,7 @@ from kubetune.api import (
     validate_experiment_spec,
 )
 from kubetune.controller import reconcile
-from kubetune.controller.pace import DecisionEvents
+from kubetune.controller.pace import DecisionEvents, changes, without_nulls
 from kubetune.controller.planner import (
     ExperimentView,
     Plan,
@@ -39,7 +39,6 @@ from kubetune.controller.planner import (
     TrialView,
     plan_tick,
 )
-from kubetune.controller.reconcile import changes, without_nulls
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ before it returns; its new TuneTrials and pods, then its Events and its status, 
 the writers (concurrent.py) while the experiment's loop goes on. Until that batch is done,
 the experiment's ticks decide only: they write the decisions about the trials the batch
 does not touch and create nothing, so no trial is created twice and the concurrency cap
-holds (reconcile.py). When the batch ends, the experiment's loop is woken; its next tick
+holds (apply.py). When the batch ends, the experiment's loop is woken; its next tick
 sees what was created (view.Writes) and creates what is left, and an error of the batch is
 raised by that tick, so it lands on the experiment as any tick's error does.
 

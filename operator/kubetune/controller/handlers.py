@@ -25,13 +25,14 @@ from kubetune import contract
 from kubetune.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION
 from kubetune.controller import view, wake
 from kubetune.controller.concurrent import WRITERS, Writers
+from kubetune.controller.context import OperatorContext
 from kubetune.controller.creations import Creations
 from kubetune.controller.failures import ErrorHistory
 from kubetune.controller.gateway import Gateway
 from kubetune.controller.leader import Leadership
 from kubetune.controller.metrics import OperatorMetrics
 from kubetune.controller.prometheus import PrometheusSource
-from kubetune.controller.reconcile import OperatorContext, reconcile_once
+from kubetune.controller.reconcile import reconcile_once
 from kubetune.controller.settings import OperatorSettings
 
 WORKERS = 32

@@ -138,3 +138,27 @@ class DecisionEvents:
             self._held.pop(uid, None)
             for key in [k for k in self._last if k[0] == uid]:
                 del self._last[key]
+
+
+def without_nulls(value: Any) -> Any:
+    """`value` as the apiserver stores it: null fields are dropped."""
+    if isinstance(value, Mapping):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+def progress_only(stored: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+    """True when the status patch `patch` changes nothing in `stored` but its progress: the
+    trial counts, the rung table, the running experiment's message (pace.py)."""
+    return not changes(without_progress(stored), without_progress(patch))
+
+
+def changes(stored: Any, patch: Any) -> bool:
+    """True when applying the merge patch `patch` would change `stored`."""
+    if isinstance(patch, Mapping):
+        if not isinstance(stored, Mapping):
+            return True
+        return any(changes(stored.get(k), v) for k, v in patch.items())
+    return bool(without_nulls(stored) != without_nulls(patch))

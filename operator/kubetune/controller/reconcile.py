@@ -1,7 +1,7 @@
 """One reconcile tick of one TuneExperiment: read, plan, apply.
 
 Level-triggered: every tick reads the experiment's TuneTrials and Pods and one
-Prometheus snapshot, asks the pure planner what to do, and applies it. Trial
+Prometheus snapshot, asks the pure planner what to do, and applies it (apply.py). Trial
 decisions are written before pods are deleted or created, so a crash between
 two writes is repaired by the next tick, by this process or a new one.
 Statuses go out as the api models' merge patches (`StatusModel.merge_patch`).
@@ -15,31 +15,23 @@ Event, at most once a minute while it stays the same.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
 
 import kopf
 
 from kubetune.api import (
-    GROUP,
-    VERSION,
     SpecError,
     TrialState,
     TuneExperimentSpec,
-    TuneExperimentStatus,
     TuneTrialStatus,
     validate_experiment_spec,
 )
 from kubetune.contract import EXPERIMENT_TERMINAL_PHASES as TERMINAL_PHASES
-from kubetune.controller import distributed, manifests, writes
-from kubetune.controller.concurrent import DECISION, run_chains
-from kubetune.controller.creations import Creations
+from kubetune.controller import distributed, manifests
+from kubetune.controller.apply import apply_plan, post_events
+from kubetune.controller.context import OperatorContext, now
 from kubetune.controller.failures import (
     ErrorHistory,
     Failure,
@@ -48,61 +40,14 @@ from kubetune.controller.failures import (
     retrying_status,
 )
 from kubetune.controller.gateway import Gateway
-from kubetune.controller.metrics import OperatorMetrics
-from kubetune.controller.pace import DecisionEvents, StatusPace, without_progress
-from kubetune.controller.planner import (
-    ExperimentView,
-    Plan,
-    PodView,
-    SchedulerCache,
-    TrialView,
-    plan_tick,
-)
-from kubetune.controller.planner.actions import Event
+from kubetune.controller.planner import ExperimentView, PodView, TrialView, plan_tick
 from kubetune.controller.planner.admission import Capacity, plan_admission
-from kubetune.controller.planner.events import aggregate
-from kubetune.controller.planner.groups import Groups, plan_worker_status
+from kubetune.controller.planner.groups import plan_worker_status
 from kubetune.controller.planner.trial import TERMINAL
-from kubetune.controller.prometheus import (
-    MetricsUnavailable,
-    PrometheusSource,
-    experiment_url_refusal,
-)
+from kubetune.controller.prometheus import MetricsUnavailable, experiment_url_refusal
 from kubetune.controller.settings import OperatorSettings
-from kubetune.controller.view import Observed, TrialViews, Writes
+from kubetune.controller.view import Observed
 from kubetune.search import BasicVariantSampler
-
-COUNTED_STATES = ("pending", "running", "succeeded", "pruned", "failed")
-
-
-@dataclass
-class OperatorContext:
-    """Per-operator state, kept in kopf's memo (never in module globals)."""
-
-    settings: OperatorSettings
-    gateway: Gateway
-    prometheus: PrometheusSource
-    metrics: OperatorMetrics
-    writes: Writes = field(default_factory=Writes)
-    """The operator's writes the watch-fed view has not confirmed yet (view.py)."""
-    writers: Executor | None = None
-    """Where a tick's writes run, one chain per trial, decisions first (concurrent.py);
-    None: in turn."""
-    creations: Creations | None = None
-    """Each experiment's creations in flight (creations.py); None: a tick waits for its own."""
-    pace: StatusPace = field(default_factory=StatusPace)
-    """When a status write that changes only the experiment's progress is due (pace.py)."""
-    decision_events: DecisionEvents = field(default_factory=DecisionEvents)
-    """The Normal trial-decision Events held back to be merged (pace.py)."""
-    schedulers: SchedulerCache = field(default_factory=SchedulerCache)
-    """Each running experiment's scheduler, kept between its ticks (planner/schedulers.py)."""
-    trial_views: TrialViews = field(default_factory=TrialViews)
-    """Each running experiment's parsed TuneTrials, kept between its ticks (view.py)."""
-
-
-def now() -> str:
-    """The current time as the statuses write it (RFC 3339, UTC, seconds)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def reconcile_once(ctx: OperatorContext, body: kopf.Body, history: ErrorHistory,
@@ -144,7 +89,7 @@ def _fail(ctx: OperatorContext, body: kopf.Body, failure: Failure, history: Erro
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
     if history.first_report(failure, time.monotonic()):
-        _post(body, ctx.decision_events.due(meta["uid"], [], ended=True), {})  # held ones first
+        post_events(body, ctx.decision_events.due(meta["uid"], [], ended=True), {})  # held ones first
         kopf.event(body, type="Warning", reason=failure.reason, message=failure.message)
         logger.warning("experiment failed: %s", failure.message)
     try:
@@ -259,7 +204,7 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
                        else Capacity(), now(),
                        status.get("conditions") or [], generation, name)
         plan_worker_status(plan, trial_views, groups)
-    _apply(ctx, body, spec, plan, trials, logger, groups, {p.name: p.trial for p in pod_views},
+    apply_plan(ctx, body, spec, plan, trials, logger, groups, {p.name: p.trial for p in pod_views},
            observed.creating)
     # With creations in the background, their end wakes the loop (creations.py).
     return plan.more_to_create and ctx.creations is None
@@ -319,120 +264,3 @@ def _fail_invalid(ctx: OperatorContext, body: kopf.Body, error: SpecError,
                   logger: kopf.Logger) -> None:
     """Fail the experiment for a spec that can never work (SpecValid=False, InvalidSpec)."""
     _fail(ctx, body, classify(error), ErrorHistory(), logger)
-
-
-def _apply(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan: Plan,
-           trials: list[dict[str, Any]], logger: kopf.Logger, groups: Groups | None = None,
-           pod_trials: Mapping[str, str] | None = None,
-           creating: frozenset[str] | None = None) -> None:
-    """Write `plan`. With `creating` (an earlier tick's creations in flight, about those
-    trials) only the decisions about other trials are written, and their Events."""
-    gw = ctx.gateway
-    meta = body["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
-    by_name = {t["metadata"]["name"]: t for t in trials}
-    pod_trials = pod_trials or {}
-    untouched = frozenset() if creating is None else creating
-    # Writes go out concurrently, one chain per trial, in the order each trial needs
-    # (concurrent.py); every decision and deletion before any creation.
-    # 1. Decisions first: a pruned trial is recorded before its pod goes.
-    decided: dict[str, list[Callable[[], object]]] = {}
-    for trial, trial_status in plan.trial_status.items():
-        # a trial gone since is skipped
-        if trial not in untouched:
-            decided.setdefault(trial, []).append(
-                functools.partial(gw.patch_trial_status, namespace, trial, trial_status))
-    for pod, grace in plan.delete_pods:
-        if pod_trials.get(pod, pod) not in untouched:
-            decided.setdefault(pod_trials.get(pod, pod), []).append(
-                functools.partial(writes.delete, gw, groups, namespace, pod, grace, plan))
-    run_chains(ctx.writers, list(decided.values()), DECISION)
-    if creating is not None:  # decide only; the status waits for the batch's end
-        _post(body, ctx.decision_events.due(meta["uid"], [
-            e for e in plan.events if _decision_event(e, creating)]), by_name)
-        if decided:
-            logger.info("decided %d trials while creations are in flight", len(decided))
-        return
-    # 2. New trials, then pods owned by them; the very first pod is tried on the apiserver
-    # before any trial exists, so a template it refuses fails the experiment at once.
-    if plan.new_trials and not trials:
-        writes.dry_run_first_pod(gw, body, spec, plan)
-    created: dict[str, list[Callable[[], object]]] = {}
-    for new in plan.new_trials:
-        trial_body = manifests.build_trial(body, new.index, new.params, new.sampler_state)
-        created.setdefault(trial_body["metadata"]["name"], []).append(
-            functools.partial(writes.create_trial, gw, by_name, trial_body))
-    for new_pod in plan.new_pods:
-        created.setdefault(new_pod.trial, []).append(
-            functools.partial(writes.create_pod, gw, spec, by_name, namespace, new_pod, groups))
-
-    def then() -> None:
-        # 3. Events (one per decision kind on the experiment: planner/events.py, merged
-        # over ticks: pace.py) and its status.
-        status = plan.experiment_status or TuneExperimentStatus()
-        ended = status.phase in TERMINAL_PHASES
-        _post(body, ctx.decision_events.due(meta["uid"], plan.events, ended=ended), by_name)
-        patch = status.merge_patch()
-        stored = body.get("status") or {}
-        if changes(stored, patch) and ctx.pace.due(meta["uid"], progress_only(stored, patch)):
-            gw.patch_experiment_status(namespace, name, status)
-        counts = Counter({k: v for k, v in (patch.get("trials") or {}).items()
-                          if k in COUNTED_STATES})
-        ctx.metrics.set_experiment(meta["uid"], patch.get("phase"), counts)
-        if plan.new_trials or plan.delete_pods:
-            logger.info("created %d trials, deleted %d pods", len(plan.new_trials),
-                        len(plan.delete_pods))
-
-    if ctx.creations is None:
-        run_chains(ctx.writers, list(created.values()))
-        then()
-    else:  # in the background: the experiment's next tick need not wait for them
-        ctx.creations.start((namespace, name), created, then)
-
-
-def _decision_event(event: Event, creating: frozenset[str]) -> bool:
-    """An Event a tick that decides only posts: about a trial it wrote the decision of. The
-    experiment's own Events follow its status, which that tick does not write."""
-    return event.kind == "TuneTrial" and event.name not in creating and \
-        event.reason != "TrialCreated"
-
-
-def _post(body: kopf.Body, events: list[Event], trials: Mapping[str, Mapping[str, Any]]) -> None:
-    """Post a tick's Events as planner/events.py aggregates them; `trials` by name."""
-    meta = body["metadata"]
-    for ev in aggregate(events, meta["name"]):
-        if ev.kind == "TuneExperiment":
-            target: Any = body
-        else:
-            uid = (trials.get(ev.name) or {}).get("metadata", {}).get("uid")
-            target = _trial_ref(meta["namespace"], ev.name, uid)
-        kopf.event(target, type=ev.type, reason=ev.reason, message=ev.message)
-
-
-def _trial_ref(namespace: str, name: str, uid: str | None) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TuneTrial",
-            "metadata": {"name": name, "namespace": namespace, "uid": uid or ""}}
-
-
-def without_nulls(value: Any) -> Any:
-    """`value` as the apiserver stores it: null fields are dropped."""
-    if isinstance(value, Mapping):
-        return {k: without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [without_nulls(v) for v in value]
-    return value
-
-
-def progress_only(stored: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
-    """True when the status patch `patch` changes nothing in `stored` but its progress: the
-    trial counts, the rung table, the running experiment's message (pace.py)."""
-    return not changes(without_progress(stored), without_progress(patch))
-
-
-def changes(stored: Any, patch: Any) -> bool:
-    """True when applying the merge patch `patch` would change `stored`."""
-    if isinstance(patch, Mapping):
-        if not isinstance(stored, Mapping):
-            return True
-        return any(changes(stored.get(k), v) for k, v in patch.items())
-    return bool(without_nulls(stored) != without_nulls(patch))

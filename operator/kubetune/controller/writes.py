@@ -1,6 +1,6 @@
 """The writes of one reconcile tick that make or remove a trial's pods.
 
-Each function is one step of a trial's chain (concurrent.py): reconcile.py's apply phase
+Each function is one step of a trial's chain (concurrent.py): apply.py
 puts them in the order restart safety needs.
 """
 
