@@ -32,9 +32,9 @@ COUNTED_STATES = ("pending", "running", "succeeded", "pruned", "failed")
 
 
 def apply_plan(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, plan: Plan,
-           trials: list[dict[str, Any]], logger: kopf.Logger, groups: Groups | None = None,
-           pod_trials: Mapping[str, str] | None = None,
-           creating: frozenset[str] | None = None) -> None:
+               trials: list[dict[str, Any]], logger: kopf.Logger, groups: Groups | None = None,
+               pod_trials: Mapping[str, str] | None = None,
+               creating: frozenset[str] | None = None) -> None:
     """Write `plan`. With `creating` (an earlier tick's creations in flight, about those
     trials) only the decisions about other trials are written, and their Events."""
     gw = ctx.gateway
@@ -53,8 +53,9 @@ def apply_plan(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, 
             decided.setdefault(trial, []).append(
                 functools.partial(gw.patch_trial_status, namespace, trial, trial_status))
     for pod, grace in plan.delete_pods:
-        if pod_trials.get(pod, pod) not in untouched:
-            decided.setdefault(pod_trials.get(pod, pod), []).append(
+        owner = pod_trials.get(pod, pod)
+        if owner not in untouched:
+            decided.setdefault(owner, []).append(
                 functools.partial(writes.delete, gw, groups, namespace, pod, grace, plan))
     run_chains(ctx.writers, list(decided.values()), DECISION)
     if creating is not None:  # decide only; the status waits for the batch's end
@@ -107,7 +108,8 @@ def decision_event(event: Event, creating: frozenset[str]) -> bool:
         event.reason != "TrialCreated"
 
 
-def post_events(body: kopf.Body, events: list[Event], trials: Mapping[str, Mapping[str, Any]]) -> None:
+def post_events(body: kopf.Body, events: list[Event],
+                trials: Mapping[str, Mapping[str, Any]]) -> None:
     """Post a tick's Events as planner/events.py aggregates them; `trials` by name."""
     meta = body["metadata"]
     for ev in aggregate(events, meta["name"]):

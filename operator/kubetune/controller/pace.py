@@ -151,7 +151,7 @@ def without_nulls(value: Any) -> Any:
 
 def progress_only(stored: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
     """True when the status patch `patch` changes nothing in `stored` but its progress: the
-    trial counts, the rung table, the running experiment's message (pace.py)."""
+    trial counts, the rung table, the running experiment's message (above)."""
     return not changes(without_progress(stored), without_progress(patch))
 
 

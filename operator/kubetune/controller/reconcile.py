@@ -89,7 +89,8 @@ def _fail(ctx: OperatorContext, body: kopf.Body, failure: Failure, history: Erro
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
     if history.first_report(failure, time.monotonic()):
-        post_events(body, ctx.decision_events.due(meta["uid"], [], ended=True), {})  # held ones first
+        # the Events held back to be merged go out first
+        post_events(body, ctx.decision_events.due(meta["uid"], [], ended=True), {})
         kopf.event(body, type="Warning", reason=failure.reason, message=failure.message)
         logger.warning("experiment failed: %s", failure.message)
     try:
