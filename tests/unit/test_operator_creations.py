@@ -6,6 +6,7 @@ the trials the batch does not touch, and creates nothing."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -38,22 +39,40 @@ def pool() -> Any:
 
 
 def test_the_experiment_is_busy_until_every_chain_and_then_have_run(pool: Any) -> None:
-    gate, order, woken = threading.Event(), [], []
+    gate, gate_1, order, woken = threading.Event(), threading.Event(), [], []
     ended = threading.Event()
     creations = Creations(pool, wake=lambda key: (woken.append(key), ended.set()))
     creations.start(KEY, {"exp-0": [lambda: order.append("trial 0"), gate.wait,
                                     lambda: order.append("pod 0")],
-                          "exp-1": [lambda: order.append("trial 1")], "exp-2": []},
+                          "exp-1": [gate_1.wait, lambda: order.append("trial 1")], "exp-2": []},
                     lambda: order.append("then"))
     assert creations.creating(KEY) == {"exp-0", "exp-1"}  # a trial with nothing to do is not
     assert creations.creating(("ns", "other")) is None
+    gate_1.set()  # a trial whose chain has ended is no longer in flight: ticks decide about it
+    deadline = time.monotonic() + 5
+    while creations.creating(KEY) != {"exp-0"} and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert creations.creating(KEY) == {"exp-0"}
     assert not creations.wait(KEY, 0.05)
-    assert "then" not in order
+    assert "then" not in order and not woken
     gate.set()
     assert ended.wait(5) and creations.wait(KEY, 5)
     assert order[-1] == "then" and order.index("pod 0") > order.index("trial 0")
     assert creations.creating(KEY) is None and woken == [KEY]
     assert creations.take_failure(KEY) is None
+
+
+def test_every_chain_ended_the_batch_is_still_in_flight_until_then_has_run(pool: Any) -> None:
+    gate, held, ended = threading.Event(), threading.Event(), threading.Event()
+    creations = Creations(pool, wake=lambda _: ended.set())
+    creations.start(KEY, {"exp-0": [gate.wait]}, lambda: held.wait(5))
+    gate.set()
+    deadline = time.monotonic() + 5
+    while creations.creating(KEY) != frozenset() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert creations.creating(KEY) == frozenset()  # decide only: nothing is created yet
+    held.set()
+    assert ended.wait(5) and creations.creating(KEY) is None
 
 
 def test_a_failed_chain_skips_then_and_is_raised_once_by_the_next_tick(pool: Any) -> None:

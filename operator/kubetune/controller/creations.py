@@ -3,9 +3,10 @@
 Part of the operator pod. A tick persists its decisions (trial status patches, deletions)
 before it returns; its new TuneTrials and pods, then its Events and its status, go out on
 the writers (concurrent.py) while the experiment's loop goes on. Until that batch is done,
-the experiment's ticks decide only: they write the decisions about the trials the batch
-does not touch and create nothing, so no trial is created twice and the concurrency cap
-holds (apply.py). When the batch ends, the experiment's loop is woken; its next tick
+the experiment's ticks decide only: they write the decisions about the trials whose
+creations are not in flight and create nothing, so no trial is created twice and the
+concurrency cap holds (apply.py). A trial's creations are a chain (its TuneTrial, then its
+pod); once its chain has ended, the ticks decide about it again, before the batch ends. When the batch ends, the experiment's loop is woken; its next tick
 sees what was created (view.Writes) and creates what is left, and an error of the batch is
 raised by that tick, so it lands on the experiment as any tick's error does.
 
@@ -48,14 +49,18 @@ class Creations:
         self._pool = pool
         self._wake = wake
         self._lock = threading.Lock()  # batches end on the writers' threads
-        self._busy: dict[Key, tuple[frozenset[str], threading.Event]] = {}
+        self._busy: dict[Key, tuple[set[str], threading.Event]] = {}
+        """Per experiment in flight: the trials whose chains have not ended, and the batch's
+        end."""
         self._failed: dict[Key, BaseException] = {}
 
     def creating(self, key: Key) -> frozenset[str] | None:
-        """The trials whose creations are in flight for experiment `key`; None when none are."""
+        """The trials whose creations are in flight for experiment `key` (empty once every
+        chain has ended, until the batch's Events and status are out); None when no batch
+        is."""
         with self._lock:
             busy = self._busy.get(key)
-        return busy[0] if busy is not None else None
+            return frozenset(busy[0]) if busy is not None else None
 
     def wait(self, key: Key, timeout: float) -> bool:
         """Wait until `key`'s batch in flight, if any, has ended; whether it has."""
@@ -79,21 +84,23 @@ class Creations:
         with self._lock:
             if key in self._busy:  # the caller checks first: this is a bug, not a race
                 raise RuntimeError(f"creations of {key[0]}/{key[1]} are in flight already")
-            self._busy[key] = (frozenset(name for name, c in chains.items() if c),
-                               threading.Event())
+            in_flight = {name for name, c in chains.items() if c}
+            self._busy[key] = (in_flight, threading.Event())
         context = contextvars.copy_context()  # then() posts Events, which need kopf's context
-        futures = [self._pool.submit(context.copy().run, run_chain, chain) for chain in work]
-        remaining = [len(futures)]
+        futures = {name: self._pool.submit(context.copy().run, run_chain, chain)
+                   for name, chain in chains.items() if chain}
 
-        def ended(_: Future[None]) -> None:
-            with self._lock:
-                remaining[0] -= 1
-                if remaining[0]:
-                    return
-            self._end(key, futures, context, then)
+        def ended(name: str) -> Callable[[Future[None]], None]:
+            def chain_ended(_: Future[None]) -> None:
+                with self._lock:
+                    in_flight.discard(name)
+                    if in_flight:
+                        return
+                self._end(key, list(futures.values()), context, then)
+            return chain_ended
 
-        for future in futures:
-            future.add_done_callback(ended)
+        for name, future in futures.items():
+            future.add_done_callback(ended(name))
 
     def _end(self, key: Key, futures: Sequence[Future[None]], context: contextvars.Context,
              then: Callable[[], None]) -> None:
