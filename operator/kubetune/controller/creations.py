@@ -6,9 +6,10 @@ the writers (concurrent.py) while the experiment's loop goes on. Until that batc
 the experiment's ticks decide only: they write the decisions about the trials whose
 creations are not in flight and create nothing, so no trial is created twice and the
 concurrency cap holds (apply.py). A trial's creations are a chain (its TuneTrial, then its
-pod); once its chain has ended, the ticks decide about it again, before the batch ends. When the batch ends, the experiment's loop is woken; its next tick
-sees what was created (view.Writes) and creates what is left, and an error of the batch is
-raised by that tick, so it lands on the experiment as any tick's error does.
+pod); once its chain has ended, the ticks decide about it again, before the batch ends.
+When the batch ends, the experiment's loop is woken; its next tick sees what was created
+(view.Writes) and creates what is left, and an error of the batch is raised by that tick,
+so it lands on the experiment as any tick's error does.
 
 Nothing decided depends on this: a batch lost with the operator is what a tick killed
 halfway leaves, which the next tick repairs (each write is idempotent).
