@@ -253,28 +253,3 @@ def test_the_writers_run_every_waiting_decision_before_any_waiting_creation() ->
     with pytest.raises(RuntimeError):
         writers.submit(ran.append, "late")
 
-
-@pytest.mark.parametrize("background", [False, True])
-def test_a_batch_in_the_background_creates_more_than_a_tick_that_waits_for_its_own(
-        monkeypatch: pytest.MonkeyPatch, background: bool) -> None:
-    from kubetune.controller import reconcile
-    from kubetune.controller.creations import CREATES_PER_BATCH
-    from kubetune.controller.planner.plan import CREATES_PER_TICK
-    from kubetune.controller.view import Observed
-
-    monkeypatch.setattr(kopf, "event", lambda _b, **k: None)
-    body = {**BODY, "spec": {**BODY["spec"], "numSamples": 1000, "maxConcurrentTrials": 1000}}
-    gw = RecordingGateway()
-    with ThreadPoolExecutor(4) as pool:
-        creations = Creations(pool) if background else None
-        ctx: Any = context.OperatorContext(settings=OperatorSettings(tick_seconds=1),
-                                             gateway=cast(Any, gw), prometheus=cast(Any, None),
-                                             metrics=OperatorMetrics(), creations=creations)
-        again = reconcile.tick(ctx, cast(Any, body), cast(Any, Logger()), Observed([], []))
-        if creations is not None:
-            assert creations.wait(KEY, 10)
-    pods = [w for w in gw.writes if w[0] == "create pod"]
-    assert len(pods) == (CREATES_PER_BATCH if background else CREATES_PER_TICK)
-    assert CREATES_PER_BATCH > CREATES_PER_TICK
-    # A tick that waited for its creations ticks again at once; a batch's end wakes the loop.
-    assert again is not background

@@ -32,7 +32,6 @@ from kubetune.contract import EXPERIMENT_TERMINAL_PHASES as TERMINAL_PHASES
 from kubetune.controller import distributed, manifests
 from kubetune.controller.apply import apply_plan, post_events
 from kubetune.controller.context import OperatorContext, now
-from kubetune.controller.creations import CREATES_PER_BATCH
 from kubetune.controller.failures import (
     ErrorHistory,
     Failure,
@@ -44,7 +43,6 @@ from kubetune.controller.gateway import Gateway
 from kubetune.controller.planner import ExperimentView, PodView, TrialView, plan_tick
 from kubetune.controller.planner.admission import Capacity, plan_admission
 from kubetune.controller.planner.groups import plan_worker_status
-from kubetune.controller.planner.plan import CREATES_PER_TICK
 from kubetune.controller.planner.trial import TERMINAL
 from kubetune.controller.prometheus import MetricsUnavailable, experiment_url_refusal
 from kubetune.controller.settings import OperatorSettings
@@ -196,8 +194,7 @@ def tick(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger,
             metrics_error = str(prev.get("message", "")).split(";")[0]
     view = ExperimentView(name=name, namespace=namespace, generation=generation, spec=spec,
                           status=status)
-    creates = CREATES_PER_TICK if ctx.creations is None else CREATES_PER_BATCH
-    plan = plan_tick(view, trial_views, pod_views, snapshot, now(), metrics_error, creates,
+    plan = plan_tick(view, trial_views, pod_views, snapshot, now(), metrics_error,
                      schedulers=ctx.schedulers)
     if plan.experiment_status is not None and plan.experiment_status.phase in TERMINAL_PHASES:
         ctx.schedulers.forget_experiment(namespace, name)  # it ticks no more

@@ -43,9 +43,9 @@ end, so at hundreds of free slots (a large experiment's start, a burst of prunes
 unbounded tick took seconds of creates while rung values already in Prometheus waited for
 the next one. Bounded, a tick writes at most about 2 x 32 creates, plus its decisions, and
 the next tick reads the rungs again; Kubernetes' ReplicaSet controller bounds the creates
-of one sync the same way (burstReplicas). A tick whose creations the operator sends in the
-background, holding no tick up, is given a larger bound (controller/creations.py
-CREATES_PER_BATCH)."""
+of one sync the same way (burstReplicas). A batch sent in the background (controller/
+creations.py) has the same bound: at 10,000 trials, batches of 256 kept the writers busy
+with creations and doubled the decision latency's p99 (benchmarks/RESULTS.md 2.1h)."""
 
 
 def build_scheduler(spec: TuneExperimentSpec) -> TrialScheduler:
