@@ -1,12 +1,13 @@
 """A tick's creations in the background (controller/creations.py): the experiment is busy
 until its batch ends, the batch's Events and status follow its creations, its error is kept
 for the next tick, its end wakes the loop; a tick meanwhile writes only the decisions about
-the trials the batch does not touch, and creates nothing."""
+the trials whose creations are not in flight, and creates nothing."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -38,6 +39,14 @@ def pool() -> Any:
         yield p
 
 
+def _until(condition: Callable[[], bool], timeout: float = 5) -> bool:
+    """Whether `condition` holds within `timeout` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
 def test_the_experiment_is_busy_until_every_chain_and_then_have_run(pool: Any) -> None:
     gate, gate_1, order, woken = threading.Event(), threading.Event(), [], []
     ended = threading.Event()
@@ -49,10 +58,7 @@ def test_the_experiment_is_busy_until_every_chain_and_then_have_run(pool: Any) -
     assert creations.creating(KEY) == {"exp-0", "exp-1"}  # a trial with nothing to do is not
     assert creations.creating(("ns", "other")) is None
     gate_1.set()  # a trial whose chain has ended is no longer in flight: ticks decide about it
-    deadline = time.monotonic() + 5
-    while creations.creating(KEY) != {"exp-0"} and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert creations.creating(KEY) == {"exp-0"}
+    assert _until(lambda: creations.creating(KEY) == {"exp-0"})
     assert not creations.wait(KEY, 0.05)
     assert "then" not in order and not woken
     gate.set()
@@ -67,10 +73,7 @@ def test_every_chain_ended_the_batch_is_still_in_flight_until_then_has_run(pool:
     creations = Creations(pool, wake=lambda _: ended.set())
     creations.start(KEY, {"exp-0": [gate.wait]}, lambda: held.wait(5))
     gate.set()
-    deadline = time.monotonic() + 5
-    while creations.creating(KEY) != frozenset() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert creations.creating(KEY) == frozenset()  # decide only: nothing is created yet
+    assert _until(lambda: creations.creating(KEY) == frozenset())  # decide only: none created
     held.set()
     assert ended.wait(5) and creations.creating(KEY) is None
 
@@ -252,4 +255,3 @@ def test_the_writers_run_every_waiting_decision_before_any_waiting_creation() ->
     writers.shutdown()
     with pytest.raises(RuntimeError):
         writers.submit(ran.append, "late")
-

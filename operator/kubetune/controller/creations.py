@@ -25,6 +25,7 @@ had ended in 1,200 s before (2.1h).
 from __future__ import annotations
 
 import contextvars
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
@@ -68,31 +69,29 @@ class Creations:
     def start(self, key: Key, chains: Mapping[str, Chain], then: Callable[[], None]) -> None:
         """Run `chains` (by trial name) concurrently, then `then`, in the background; with no
         pool, or nothing to create, both run now and an error is raised here."""
-        work = [c for c in chains.values() if c]
+        work = {name: chain for name, chain in chains.items() if chain}
         if self._pool is None or not work:
-            run_chains(self._pool, work)
+            run_chains(self._pool, list(work.values()))
             then()
             return
         with self._lock:
             if key in self._busy:  # the caller checks first: this is a bug, not a race
                 raise RuntimeError(f"creations of {key[0]}/{key[1]} are in flight already")
-            in_flight = {name for name, c in chains.items() if c}
+            in_flight = set(work)
             self._busy[key] = (in_flight, threading.Event())
         context = contextvars.copy_context()  # then() posts Events, which need kopf's context
         futures = {name: self._pool.submit(context.copy().run, run_chain, chain)
-                   for name, chain in chains.items() if chain}
+                   for name, chain in work.items()}
 
-        def ended(name: str) -> Callable[[Future[None]], None]:
-            def chain_ended(_: Future[None]) -> None:
-                with self._lock:
-                    in_flight.discard(name)
-                    if in_flight:
-                        return
-                self._end(key, list(futures.values()), context, then)
-            return chain_ended
+        def ended(name: str, _: Future[None]) -> None:
+            with self._lock:
+                in_flight.discard(name)
+                if in_flight:
+                    return
+            self._end(key, list(futures.values()), context, then)
 
         for name, future in futures.items():
-            future.add_done_callback(ended(name))
+            future.add_done_callback(functools.partial(ended, name))
 
     def _end(self, key: Key, futures: Sequence[Future[None]], context: contextvars.Context,
              then: Callable[[], None]) -> None:

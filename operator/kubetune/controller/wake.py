@@ -179,8 +179,9 @@ async def run_loop(stopped: Stopped, waiter: Waiter, tick: Callable[[], Awaitabl
 
     A woken loop does not wait longer when its ticks are long: a tick's creates are
     bounded (planner/plan.py CREATES_PER_TICK) or sent in the background (creations.py),
-    and any wait after a tick is a wait for decisions. Measured at 2,000 trials with 200 running, waiting as long as the last tick
-    took put the decision latency's p99 at 7.2 s; a settle alone, at 3.0 s."""
+    and any wait after a tick is a wait for decisions. Measured at 2,000 trials with 200
+    running, waiting as long as the last tick took put the decision latency's p99 at 7.2 s;
+    a settle alone, at 3.0 s."""
     watcher = asyncio.create_task(_wake_on_stop(stopped, waiter))
     try:
         while not stopped:
