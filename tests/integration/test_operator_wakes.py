@@ -80,9 +80,10 @@ def test_a_finished_pod_is_followed_by_the_next_trials_pod_well_before_the_tick(
         f"from a pod's end to the next trial's pod: {[round(w, 2) for w in waits]} s "
         f"(tick {TICK:.0f} s)")
     assert took < TICK, f"{trials} trials one at a time took {took:.1f} s, a tick is {TICK:.0f} s"
-    # About one tick per trial's end and the start (5 for 4 trials here): a tick whose own
-    # writes woke the next would tick every settle, some 80 times in 4 s.
-    assert ticks <= 3 * trials + 3, f"{ticks:.0f} ticks for {trials} trials: a storm of wakes"
+    # A few ticks per trial: its pod's end, its pod gone, its creations' end in the
+    # background (11-16 for 4 trials here, on a loaded machine). A tick whose own writes
+    # woke the next would tick every settle, some 80 times in 4 s.
+    assert ticks <= 6 * trials + 6, f"{ticks:.0f} ticks for {trials} trials: a storm of wakes"
     # Each wake ran a kopf handler; none of them is a log line.
     log = own.log.read_text()
     assert "kubetune operator:" in log and "Handler 'wake-" not in log, log[-2000:]
