@@ -20,16 +20,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kubetune.devcluster.processes import free_port
 from kubetune.trial import MetricsPortError, Session, TrialSettings, parse_termination_message
 from kubetune.trial.metrics import ReportedState, termination_message
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def scrape(port: int) -> Samples:

@@ -7,7 +7,9 @@ per trial can be measured, and statuses are written only as the api models'
 merge patches, so what is written is what the CRD schema allows.
 
 Bodies go out as plain dicts and answers come back unparsed (`_preload_content=False`),
-so the client's models never judge what only the apiserver can. A refusal is raised as ApiCallError, which says which call it was and
+so the client's models never judge what only the apiserver can. Every answer is read
+to its end, even one nothing uses (`_read`): an unread answer keeps its connection out
+of the pool, and the next request handshakes a new one. A refusal is raised as ApiCallError, which says which call it was and
 carries the apiserver's own message; failures.py decides what it means for the
 experiment. Every call has a timeout, so a hung apiserver fails a tick instead of
 holding a worker thread forever.
@@ -87,6 +89,11 @@ def template_refused(what: str) -> Iterator[None]:
         if e.status not in (400, 422):
             raise
         raise SpecError("spec.trialTemplate", f"{what}: {e.message}") from e
+
+def _read(response: Any) -> None:
+    """Read an answer nothing uses to its end, so that its connection goes back to the pool."""
+    response.data  # noqa: B018  (urllib3 releases the connection once the body is read)
+
 
 def _answer(data: Any) -> dict[str, Any]:
     """The object the apiserver answered a write with ({} when it is not one)."""
@@ -230,10 +237,11 @@ class Gateway:
         """Merge-patch a TuneExperiment's status with the fields set on `status`."""
         self.count_write("patch", "tuneexperiments/status")
         with _call("patch", "tuneexperiments/status", name):
-            self.custom.patch_namespaced_custom_object_status(
+            resp = self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, EXPERIMENT_PLURAL, name,
                 {"status": status.merge_patch()}, _preload_content=False,
                 _request_timeout=self.timeout)
+            _read(resp)
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None:
         """Delete a Pod with this grace period; one already gone is not an error."""
@@ -280,9 +288,9 @@ class Gateway:
         self.count_write("create", "services")
         try:
             with _call("create", "services", meta["name"]):
-                self.core.create_namespaced_service(meta["namespace"], cast(Any, dict(body)),
-                                                    _preload_content=False,
-                                                    _request_timeout=self.timeout)
+                _read(self.core.create_namespaced_service(
+                    meta["namespace"], cast(Any, dict(body)), _preload_content=False,
+                    _request_timeout=self.timeout))
         except ApiCallError as e:
             if e.status != 409:
                 raise

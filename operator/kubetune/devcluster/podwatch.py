@@ -33,6 +33,12 @@ def pooled_client(kubeconfig: str, connections: int) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+def sent(response: Any) -> None:
+    """Read the unparsed answer to a write to its end: urllib3 puts a connection back in
+    the pool only then, so an answer left unread costs the next request a new handshake."""
+    response.data  # noqa: B018
+
+
 def follow_bound_pods(api: client.CoreV1Api, stopping: threading.Event,
                       on_pod: Callable[[dict[str, Any]], None],
                       on_deleted: Callable[[str], None]) -> None:

@@ -85,7 +85,7 @@ from kubetune.devcluster.podstatus import (
     terminated_status,
     waiting_status,
 )
-from kubetune.devcluster.podwatch import follow_bound_pods, pooled_client
+from kubetune.devcluster.podwatch import follow_bound_pods, pooled_client, sent
 from kubetune.devcluster.processes import free_port
 from kubetune.devcluster.sandbox import pods_root
 from kubetune.devcluster.scrape import Targets
@@ -130,7 +130,7 @@ class Runner:
 
     def _send_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
         try:  # the answers are not read into the client's models: they cost the runner's CPU
-            self.api.patch_namespaced_pod_status(name, ns, {"status": status}, _preload_content=False)
+            sent(self.api.patch_namespaced_pod_status(name, ns, {"status": status}, _preload_content=False))
         except ApiException as e:
             if e.status != 404:
                 log.warning("status update of %s/%s failed: %s", ns, name, e.reason)
@@ -145,9 +145,9 @@ class Runner:
 
     def _send_delete(self, ns: str, name: str, uid: str) -> None:
         try:
-            self.api.delete_namespaced_pod(name, ns, grace_period_seconds=0, body=client.V1DeleteOptions(
+            sent(self.api.delete_namespaced_pod(name, ns, grace_period_seconds=0, body=client.V1DeleteOptions(
                 grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)),
-                _preload_content=False)
+                _preload_content=False))
         except ApiException as e:
             if e.status not in (404, 409):
                 log.warning("deleting %s/%s failed: %s", ns, name, e.reason)
