@@ -9,10 +9,10 @@ merge patches, so what is written is what the CRD schema allows.
 Bodies go out as plain dicts and answers come back unparsed (`_preload_content=False`),
 so the client's models never judge what only the apiserver can. Every answer is read
 to its end, even one nothing uses (`_read`): an unread answer keeps its connection out
-of the pool, and the next request handshakes a new one. A refusal is raised as ApiCallError, which says which call it was and
-carries the apiserver's own message; failures.py decides what it means for the
-experiment. Every call has a timeout, so a hung apiserver fails a tick instead of
-holding a worker thread forever.
+of the pool, and the next request handshakes a new one. A refusal is raised as
+ApiCallError, which says which call it was and carries the apiserver's own message;
+failures.py decides what it means for the experiment. Every call has a timeout, so a
+hung apiserver fails a tick instead of holding a worker thread forever.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def template_refused(what: str) -> Iterator[None]:
         if e.status not in (400, 422):
             raise
         raise SpecError("spec.trialTemplate", f"{what}: {e.message}") from e
+
 
 def _read(response: Any) -> None:
     """Read an answer nothing uses to its end, so that its connection goes back to the pool."""
