@@ -314,10 +314,19 @@ def apiserver_metrics(api: client.ApiClient) -> str:
     return response.text
 
 
+REQUESTS = "apiserver_request_total"
+
+
 def apiserver_requests(text: str) -> dict[tuple[str, str, str], float]:
-    """apiserver_request_total summed over codes: (verb, group/resource, subresource) -> count."""
+    """apiserver_request_total summed over codes: (verb, group/resource, subresource) -> count.
+
+    Only that family's lines are parsed: the whole page (2.2 MB, 16,580 samples at 2,000
+    trials) took this process 0.65-0.97 CPU-seconds to parse, every 5 s of a run, on the
+    cores the cluster and the operator share, and held up this process's own watch stamps."""
+    wanted = "\n".join(line for line in text.splitlines()
+                       if line.startswith((REQUESTS, f"# TYPE {REQUESTS} ", f"# HELP {REQUESTS} ")))
     out: dict[tuple[str, str, str], float] = defaultdict(float)
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(wanted + "\n"):
         if family.name != "apiserver_request":
             continue
         for s in family.samples:

@@ -327,6 +327,8 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
     latency_gone: list[float] = []
     gone_after_decision: list[float] = []
     gone_when: list[tuple[float, float]] = []  # (seconds into the run, pod gone after decision)
+    # (seconds into the run of the rung sample, decision latency, decided after the pod's end)
+    decided_when: list[tuple[float, float, bool]] = []
     # Which decisions came after the pod had ended (its trainer exited first): those waited
     # for the pod's end to reach the operator, the others for a tick that read the rung.
     after_end: list[float] = []
@@ -345,6 +347,7 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         latency_delete.append(pod.deleting - first)
         ended_first = pod.finished is not None and t.terminal is not None and pod.finished <= t.terminal
         (after_end if ended_first else while_running).append(pod.deleting - first)
+        decided_when.append((round(first - started, 1), round(pod.deleting - first, 3), ended_first))
         if t.terminal is not None:  # the split: deciding, then deleting
             to_decision.append(t.terminal - first)
             if t.completion is not None:
@@ -454,6 +457,7 @@ def summarise(s: Scenario, settings: ClusterSettings, namespace: str, started: f
         "loadavg_max": round(max(x.loadavg for x in samples), 2),
         "decision_latency_list": [round(x, 3) for x in latency_delete],
         "pod_gone_after_decision_list": sorted(gone_when),
+        "decision_latency_when": sorted(decided_when),
         "api_writes": writes, "operator_events": event_count,
         "api_writes_per_trial": round(write_total / per, 2),
         "api_writes_per_trial_without_events": round(sum(writes.values()) / per, 2),

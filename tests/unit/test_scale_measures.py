@@ -13,6 +13,23 @@ from benchmarks.scale.measures import (
     steady_window,
     window_deltas,
 )
+from benchmarks.scale.observe import apiserver_requests
+
+APISERVER_PAGE = """\
+# HELP apiserver_request_duration_seconds [STABLE] Response latency distribution.
+# TYPE apiserver_request_duration_seconds histogram
+apiserver_request_duration_seconds_bucket{resource="pods",verb="LIST",le="0.1"} 7
+apiserver_request_duration_seconds_count{resource="pods",verb="LIST"} 7
+# HELP apiserver_request_total [STABLE] Counter of apiserver requests.
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="200",group="",resource="pods",subresource="",verb="LIST"} 3
+apiserver_request_total{code="500",group="",resource="pods",subresource="",verb="LIST"} 1
+apiserver_request_total{code="200",group="kubetune.io",resource="tunetrials",\
+subresource="status",verb="PATCH"} 9
+# HELP apiserver_request_terminations_total [STABLE] Requests terminated.
+# TYPE apiserver_request_terminations_total counter
+apiserver_request_terminations_total{code="504",resource="pods",verb="LIST"} 5
+"""
 
 LIST_TRIALS = ("LIST", "kubetune.io/tunetrials", "")
 LIST_PODS = ("LIST", "pods", "")
@@ -59,6 +76,13 @@ def test_lists_per_tick_counts_the_operators_kinds_per_experiment_tick() -> None
     assert figures["lists_per_experiment_tick"] == 2.0
     assert figures["lists_per_tick_round"] == 10.0  # 5 experiments tick once per round
     assert figures["lists"]["limitranges"] == 7.0
+
+
+def test_apiserver_requests_sums_codes_of_the_request_counter_only() -> None:
+    # The other families on the page (a histogram, a counter with a longer name) are not
+    # requests: LISTs per tick would count them otherwise.
+    assert apiserver_requests(APISERVER_PAGE) == {
+        LIST_PODS: 4.0, ("PATCH", "kubetune.io/tunetrials", "status"): 9.0}
 
 
 def test_quantile_interpolates_like_numpy() -> None:
