@@ -243,15 +243,52 @@ def test_the_writers_run_every_waiting_decision_before_any_waiting_creation() ->
     gate, ran = threading.Event(), []
     writers.submit(gate.wait)  # the one thread is busy while the rest waits
     futures = [writers.submit(ran.append, "create 0"),
+               writers.submit_at(concurrent.MARK, ran.append, "mark 0"),
                writers.submit_at(concurrent.DECISION, ran.append, "decide 0"),
                writers.submit(ran.append, "create 1"),
                writers.submit_at(concurrent.DECISION, ran.append, "decide 1")]
     gate.set()
     for f in futures:
         f.result(5)
-    assert ran == ["decide 0", "decide 1", "create 0", "create 1"]
+    assert ran == ["decide 0", "decide 1", "mark 0", "create 0", "create 1"]
     failing = writers.submit_at(concurrent.DECISION, lambda: 1 / 0)
     assert isinstance(failing.exception(5), ZeroDivisionError)
     writers.shutdown()
     with pytest.raises(RuntimeError):
         writers.submit(ran.append, "late")
+
+
+def test_a_tick_writes_the_trials_it_ends_before_those_it_only_marks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Running marks planned first still wait for the decisions that end a trial or delete
+    its pod, whichever comes first in the plan; the tick waits for both."""
+    monkeypatch.setattr(kopf, "event", lambda _b, **k: None)
+    gw = RecordingGateway()
+    writers = concurrent.Writers(1)
+    gate = threading.Event()
+    writers.submit(gate.wait)  # the one thread is busy until every chain is waiting
+    ctx: Any = context.OperatorContext(settings=OperatorSettings(tick_seconds=1),
+                                         gateway=cast(Any, gw), prometheus=cast(Any, None),
+                                         metrics=OperatorMetrics(), writers=writers)
+    plan = Plan()
+    plan.patch_trial("exp-0", state=TrialState.RUNNING, reason="Running", message="started")
+    plan.patch_trial("exp-1", state=TrialState.PRUNED, reason="Pruned", message="pruned")
+    plan.delete_pods.append(("exp-1-1", 30))
+    plan.patch_trial("exp-2", reason="Running", message="a rung recorded")
+    plan.delete_pods.append(("exp-2-1", 30))  # a pod going ends its trial's attempt
+    plan.patch_trial("exp-3", state=TrialState.SUCCEEDED, reason="Succeeded", message="done")
+    spec = validate_experiment_spec(dict(BODY["spec"]))  # type: ignore[arg-type]
+    done = threading.Event()
+    tick = threading.Thread(target=lambda: (apply.apply_plan(
+        ctx, cast(Any, BODY), spec, plan, [], Logger(), None,  # type: ignore[arg-type]
+        {"exp-1-1": "exp-1", "exp-2-1": "exp-2"}, frozenset()), done.set()))
+    tick.start()
+    assert _until(lambda: len(writers._waiting) == 4)
+    assert not done.is_set()
+    gate.set()
+    assert done.wait(5)
+    tick.join(5)
+    writers.shutdown()
+    assert gw.writes == [("patch trial", "exp-1"), ("delete pod", "exp-1-1"),
+                         ("patch trial", "exp-2"), ("delete pod", "exp-2-1"),
+                         ("patch trial", "exp-3"), ("patch trial", "exp-0")]

@@ -1,7 +1,8 @@
 """The apply step of a tick: a plan's writes, in the order restart safety needs.
 
 Writes go out concurrently, one chain per trial (concurrent.py): every decision and
-deletion before any creation, and within a trial its decision before its pod is deleted,
+deletion before any creation, the trials that end or lose their pod before those only
+marked (Running, a rung recorded), and within a trial its decision before its pod is deleted,
 so a crash between two writes is repaired by the next tick, by this process or a new
 one. A tick's creations may run in the background (creations.py); its Events and its
 status follow them. A tick that runs while an earlier one's creations are in flight
@@ -19,8 +20,9 @@ import kopf
 
 from kubetune.api import GROUP, VERSION, TuneExperimentSpec, TuneExperimentStatus
 from kubetune.contract import EXPERIMENT_TERMINAL_PHASES as TERMINAL_PHASES
+from kubetune.contract import TRIAL_TERMINAL_STATES
 from kubetune.controller import manifests, writes
-from kubetune.controller.concurrent import DECISION, run_chains
+from kubetune.controller.concurrent import DECISION, MARK, run_chains
 from kubetune.controller.context import OperatorContext
 from kubetune.controller.pace import changes, progress_only
 from kubetune.controller.planner import Plan
@@ -52,12 +54,17 @@ def apply_plan(ctx: OperatorContext, body: kopf.Body, spec: TuneExperimentSpec, 
         if trial not in untouched:
             decided.setdefault(trial, []).append(
                 functools.partial(gw.patch_trial_status, namespace, trial, trial_status))
+    ending = {trial for trial, trial_status in plan.trial_status.items()
+              if trial_status.state in TRIAL_TERMINAL_STATES}
     for pod, grace in plan.delete_pods:
         owner = pod_trials.get(pod, pod)
         if owner not in untouched:
             decided.setdefault(owner, []).append(
                 functools.partial(writes.delete, gw, groups, namespace, pod, grace, plan))
-    run_chains(ctx.writers, list(decided.values()), DECISION)
+            ending.add(owner)
+    # A trial that ends or loses its pod goes before one only marked (Running, a rung).
+    run_chains(ctx.writers, list(decided.values()),
+               [DECISION if trial in ending else MARK for trial in decided])
     if creating is not None:  # decide only; the status waits for the batch's end
         post_events(body, ctx.decision_events.due(meta["uid"], [
             e for e in plan.events if decision_event(e, creating)]), by_name)

@@ -21,11 +21,14 @@ from typing import Any
 WRITERS = 16
 """Writes in flight at once (all experiments together)."""
 
-DECISION, CREATION = 0, 1
-"""The priorities of writes on the Writers: a decision, which frees a slot (a trial status
-patch, a deletion), goes before every creation waiting, whichever experiment sent it. With
-writes in turn at 50 experiments of 4 running each, a decision waited 3-7 s (p50) for the
-creations the other experiments' ticks had sent before it (benchmarks/RESULTS.md 2.1g)."""
+DECISION, MARK, CREATION = 0, 1, 2
+"""The priorities of writes on the Writers: a decision that ends a trial or frees a slot (its
+status patch, its pod's deletion) goes before every other write waiting, whichever
+experiment sent it; then the trial status patches that end nothing (Running, a rung's
+record); then the creations. With writes in turn at 50 experiments of 4 running each, a
+decision waited 3-7 s (p50) for the creations the other experiments' ticks had sent before
+it (benchmarks/RESULTS.md 2.1g); at 2,000 trials the first wave's decisions waited for
+some 130 Running marks on a busy apiserver (2.1j)."""
 
 
 class Writers(Executor):
@@ -91,16 +94,20 @@ def run_chain(chain: Chain) -> None:
         call()
 
 
-def run_chains(pool: Executor | None, chains: Sequence[Chain], priority: int = CREATION) -> None:
+def run_chains(pool: Executor | None, chains: Sequence[Chain],
+               priority: int | Sequence[int] = CREATION) -> None:
     """Run each chain's calls in order, the chains concurrently on `pool` (at `priority` on
-    Writers); raise the first failed chain's error once every chain has ended."""
-    chains = [c for c in chains if c]
+    Writers: one for all, or one a chain); raise the first failed chain's error, in the
+    chains' order, once every chain has ended."""
+    priorities = [priority] * len(chains) if isinstance(priority, int) else list(priority)
+    kept = [(c, p) for c, p in zip(chains, priorities, strict=True) if c]
+    chains = [c for c, _ in kept]
     if pool is None or len(chains) <= 1:
         for chain in chains:
             run_chain(chain)
         return
     if isinstance(pool, Writers):
-        futures = [pool.submit_at(priority, run_chain, chain) for chain in chains]
+        futures = [pool.submit_at(p, run_chain, c) for c, p in kept]
     else:
         futures = [pool.submit(run_chain, chain) for chain in chains]
     errors = [f.exception() for f in futures]  # waits for every chain
