@@ -6,7 +6,8 @@ form a chain run in order, and the chains of a tick share a bounded pool of thre
 chain stops at its first error; the others run to their end (each write is idempotent and
 the next tick repairs whatever one did not do), and the tick then fails with the error of
 the first failed chain, in the tick's own order, as a sequential tick would. On the
-operator's Writers a decision goes before every creation waiting.
+operator's Writers a decision that ends a trial goes before a trial's mark (Running, a
+rung's record), and both before every creation waiting.
 """
 
 from __future__ import annotations
