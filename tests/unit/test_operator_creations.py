@@ -265,8 +265,9 @@ def test_a_tick_writes_the_trials_it_ends_before_those_it_only_marks(
     monkeypatch.setattr(kopf, "event", lambda _b, **k: None)
     gw = RecordingGateway()
     writers = concurrent.Writers(1)
-    gate = threading.Event()
-    writers.submit(gate.wait)  # the one thread is busy until every chain is waiting
+    gate, busy = threading.Event(), threading.Event()
+    writers.submit(lambda: (busy.set(), gate.wait()))
+    assert busy.wait(5)  # the one thread is busy until every chain is waiting
     ctx: Any = context.OperatorContext(settings=OperatorSettings(tick_seconds=1),
                                          gateway=cast(Any, gw), prometheus=cast(Any, None),
                                          metrics=OperatorMetrics(), writers=writers)
