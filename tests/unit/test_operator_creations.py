@@ -240,8 +240,9 @@ def test_a_tick_that_decides_only_holds_the_events_of_its_decisions_alone() -> N
 
 def test_the_writers_run_every_waiting_decision_before_any_waiting_creation() -> None:
     writers = concurrent.Writers(1)
-    gate, ran = threading.Event(), []
-    writers.submit(gate.wait)  # the one thread is busy while the rest waits
+    gate, busy, ran = threading.Event(), threading.Event(), []
+    writers.submit(lambda: (busy.set(), gate.wait()))
+    assert busy.wait(5)  # the one thread is busy while the rest waits
     futures = [writers.submit(ran.append, "create 0"),
                writers.submit_at(concurrent.MARK, ran.append, "mark 0"),
                writers.submit_at(concurrent.DECISION, ran.append, "decide 0"),
